@@ -1,0 +1,78 @@
+"""The platform's sweep axes as Tune search spaces. Plain functions that do no work.
+
+Grid axes (``tune.grid_search``) make phase diagrams: every cell exactly once. A grid
+cell may be a dict that sets several config keys at once (e.g. one encoder capacity =
+``{"encoder": "mlp", "width": 64, "depth": 2}``); the trainable flattens it.
+Distributions (``tune.loguniform`` ...) feed Optuna.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ray import tune
+
+
+def log2_range(low: int, high: int) -> list[int]:
+    """Powers of two from ``low`` to ``high`` inclusive: ``log2_range(2, 16) == [2, 4, 8, 16]``."""
+    if low < 1 or high < low:
+        raise ValueError(f"log2_range needs 1 <= low <= high, got low={low}, high={high}")
+    values, v = [], 1
+    while v <= high:
+        if v >= low:
+            values.append(v)
+        v *= 2
+    if not values:
+        raise ValueError(f"no power of two between {low} and {high}")
+    return values
+
+
+def capacity(
+    linear: bool = True, widths: Sequence[int] = (), depths: Sequence[int] = (1,)
+) -> list[dict[str, Any]]:
+    """Encoder capacities, smallest class first: the linear encoder, then every ReLU MLP width × depth."""
+    cells: list[dict[str, Any]] = [{"encoder": "linear"}] if linear else []
+    cells += [{"encoder": "mlp", "width": int(w), "depth": int(d)} for d in depths for w in widths]
+    if not cells:
+        raise ValueError("capacity axis is empty: set linear: true or give widths")
+    return cells
+
+
+def capacity_label(config: dict[str, Any]) -> str:
+    """``linear`` or ``mlp-{width}x{depth}``: one name per encoder capacity."""
+    if config.get("encoder") == "mlp":
+        return f"mlp-{config.get('width')}x{config.get('depth')}"
+    return str(config.get("encoder"))
+
+
+def grid(axes: dict[str, Sequence[Any]]) -> dict[str, Any]:
+    """A Tune param space crossing every axis: one trial per cell."""
+    for key, values in axes.items():
+        if len(values) == 0:
+            raise ValueError(f"grid axis {key!r} is empty")
+    return {key: tune.grid_search(list(values)) for key, values in axes.items()}
+
+
+# name -> (Tune constructor, number of arguments); arguments as the YAML lists them.
+DISTRIBUTIONS: dict[str, Any] = {
+    "uniform": tune.uniform,
+    "loguniform": tune.loguniform,
+    "quniform": tune.quniform,
+    "randint": tune.randint,
+    "lograndint": tune.lograndint,
+    "qrandint": tune.qrandint,
+    "choice": tune.choice,
+}
+
+
+def distribution(name: str, args: Sequence[Any]) -> Any:
+    """One Tune distribution, e.g. ``distribution("loguniform", [1e-4, 1e-2])``.
+
+    ``choice`` takes the list of categories; the others take their bounds (and ``q``).
+    """
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"unknown distribution {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
+    if name == "choice":
+        return tune.choice(list(args))
+    return DISTRIBUTIONS[name](*args)

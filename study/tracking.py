@@ -1,0 +1,197 @@
+"""MLflow mirror of a study, written by the driver only.
+
+One experiment per study; one parent run per study (a resumed study continues it); one
+child run per trial (tags ``mlflow.parentRunId`` and ``trial_id``; params = config; every
+reported metric with its step; FINISHED or FAILED). Parquet is the source of truth: when
+the tracking store cannot be reached mid-study, the mirror keeps going without it and
+``sync`` writes what is missing once the store answers again, or on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from study.records import StudyRecords
+
+# A server that does not answer should fail fast, not after minutes of retries.
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+_PARAM_BATCH = 100  # MLflow's limit of params per log_batch
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached when a study starts."""
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default (``sqlite:///mlflow.db``)."""
+    return tracking_uri or mlflow.get_tracking_uri()
+
+
+class MlflowMirror:
+    def __init__(self, tracking_uri: str | None, study: str, study_dir: str | Path, name_keys: list[str]):
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.study = study
+        self.study_dir = str(Path(study_dir).resolve())
+        self.name_keys = name_keys
+        self.parent_id: str | None = None
+        self.children: dict[str, str] = {}  # trial_id -> run_id
+        self.logged_step: dict[str, int] = {}  # trial_id -> last step in MLflow
+        self.dirty = False  # something failed to reach the store and awaits sync
+        self._last_retry = 0.0
+        self._client: MlflowClient | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks: leave the client behind
+        state = dict(self.__dict__)
+        state["_client"] = None
+        return state
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            if self.tracking_uri.startswith("http"):
+                for key, value in _HTTP_DEFAULTS.items():
+                    os.environ.setdefault(key, value)
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    # --- the parent ---------------------------------------------------------------------------
+    def open(self, parent_id: str | None, spec_path: str | Path | None) -> str:
+        """Find or create the experiment and the parent run; raises TrackingUnavailable."""
+        try:
+            experiment = self.client.get_experiment_by_name(self.study)
+            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(self.study)
+            self.experiment_id = experiment_id
+            if parent_id:
+                self.client.update_run(parent_id, status="RUNNING")
+                self._load_children(parent_id)
+            else:
+                run = self.client.create_run(
+                    experiment_id,
+                    run_name=f"{self.study} {time.strftime('%Y-%m-%d %H:%M')}",
+                    tags={"clphase.role": "parent", "clphase.study_dir": self.study_dir},
+                )
+                parent_id = run.info.run_id
+                if spec_path is not None:
+                    self.client.log_artifact(parent_id, str(spec_path))
+        except Exception as err:  # noqa: BLE001: any failure here means the store is unusable
+            raise TrackingUnavailable(
+                f"cannot reach the MLflow tracking store {self.tracking_uri}: {type(err).__name__}: {err}"
+            ) from None
+        self.parent_id = parent_id
+        return parent_id
+
+    def _load_children(self, parent_id: str) -> None:
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=50000
+        )
+        for run in runs:
+            trial_id = run.data.tags.get("trial_id")
+            if trial_id:
+                self.children[trial_id] = run.info.run_id
+                history = self.client.get_metric_history(run.info.run_id, "step")
+                self.logged_step[trial_id] = max((int(m.value) for m in history), default=-1)
+
+    def close(self, status: str) -> None:
+        self._guard(lambda: self.client.set_terminated(self.parent_id, status))
+
+    def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
+        for path in paths:
+            self._guard(lambda p=path: self.client.log_artifact(self.parent_id, str(p), artifact_path))
+
+    # --- the children -------------------------------------------------------------------------
+    def _guard(self, action: Any) -> bool:
+        """Run one MLflow call; a failure marks the mirror dirty instead of stopping the study."""
+        try:
+            action()
+            return True
+        except Exception as err:  # noqa: BLE001
+            if not self.dirty:
+                print(f"\n[clphase] MLflow store unreachable ({type(err).__name__}); results go on to "
+                      f"Parquet and are written to MLflow when it answers again.", flush=True)
+            self.dirty = True
+            return False
+
+    def _run_name(self, config: Mapping[str, Any], trial_id: str) -> str:
+        parts = [f"{k}={config[k]}" for k in self.name_keys if k in config and k != "capacity"]
+        return " ".join(parts) or trial_id
+
+    def _child(self, trial_id: str, config: Mapping[str, Any]) -> str:
+        if trial_id not in self.children:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=self._run_name(config, trial_id),
+                tags={"mlflow.parentRunId": self.parent_id, "trial_id": trial_id},
+            )
+            params = [Param(k, str(v)) for k, v in config.items()]
+            for i in range(0, len(params), _PARAM_BATCH):
+                self.client.log_batch(run.info.run_id, params=params[i:i + _PARAM_BATCH])
+            self.children[trial_id] = run.info.run_id
+            self.logged_step[trial_id] = -1
+        return self.children[trial_id]
+
+    def trial_started(self, trial_id: str, config: Mapping[str, Any]) -> None:
+        self._guard(lambda: self._child(trial_id, config))
+
+    def _log(self, trial_id: str, config: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> None:
+        run_id = self._child(trial_id, config)
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, float(v), now, int(row["step"]))
+            for row in rows if int(row["step"]) > self.logged_step[trial_id]
+            for k, v in row.items()
+            if k != "trial_id" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+        if rows:
+            self.logged_step[trial_id] = max(self.logged_step[trial_id], max(int(r["step"]) for r in rows))
+
+    def report(self, trial_id: str, config: Mapping[str, Any], row: Mapping[str, Any]) -> None:
+        if not self.dirty:
+            self._guard(lambda: self._log(trial_id, config, [row]))
+
+    def _end(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None) -> None:
+        run_id = self._child(trial_id, config)
+        if error:
+            self.client.log_batch(run_id, tags=[RunTag("error", error[:5000])])
+        self.client.set_terminated(run_id, "FINISHED" if status == "TERMINATED" else "FAILED")
+
+    def trial_ended(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None) -> None:
+        if not self.dirty:
+            self._guard(lambda: self._end(trial_id, config, status, error))
+
+    # --- catching up ----------------------------------------------------------------------------
+    def sync(self, records: StudyRecords, config_of: Any) -> bool:
+        """Write to MLflow whatever Parquet holds and MLflow lacks. True when nothing is missing."""
+        def catch_up() -> None:
+            by_trial: dict[str, list[Mapping[str, Any]]] = {}
+            for (trial_id, _), row in sorted(records.history.items(), key=lambda kv: kv[0][1]):
+                by_trial.setdefault(trial_id, []).append(row)
+            for trial_id, row in records.trials.items():
+                config = config_of(row)
+                self._log(trial_id, config, by_trial.get(trial_id, []))
+                if row.get("status") in ("TERMINATED", "ERROR"):
+                    err = row.get("error")
+                    self._end(trial_id, config, row["status"], err if isinstance(err, str) else None)
+
+        self.dirty = False
+        ok = self._guard(catch_up)
+        return ok
+
+    def retry_if_due(self, records: StudyRecords, config_of: Any, every_s: float = 20.0) -> None:
+        if self.dirty and time.time() - self._last_retry > every_s:
+            self._last_retry = time.time()
+            if self.sync(records, config_of):
+                print("\n[clphase] MLflow store answers again; missing records written.", flush=True)

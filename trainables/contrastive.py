@@ -1,0 +1,53 @@
+"""The Ray Tune function trainable: the only module of ``trainables`` that imports Ray.
+
+It drives ``ContrastiveRun`` (see ``trainables.training``): reports the held-out metrics
+every ``eval_every`` steps with ``tune.report``, each with a checkpoint of the whole run
+state, resumes from Tune's checkpoint after a failure or a restored study, uses the GPU Ray
+gave it (capping its memory to its fractional share) and ends a diverging run cleanly.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from trainables.training import ContrastiveRun, train
+
+__all__ = ["contrastive", "train", "trial_device"]
+
+_STATE = "state.pt"
+
+
+def trial_device() -> torch.device:
+    """The device Ray assigned: its GPU (Ray sets CUDA_VISIBLE_DEVICES) or the CPU."""
+    resources = ray.get_runtime_context().get_assigned_resources()
+    n_cpu = max(1, int(resources.get("CPU", 1)))
+    torch.set_num_threads(n_cpu)
+    gpu_share = resources.get("GPU", 0.0)
+    if gpu_share > 0 and torch.cuda.is_available():
+        device = torch.device("cuda", 0)
+        if gpu_share < 1:
+            torch.cuda.set_per_process_memory_fraction(gpu_share, device)
+        return device
+    return torch.device("cpu")
+
+
+def contrastive(config: dict[str, Any]) -> None:
+    """Tune trainable: one config, reported every ``eval_every`` steps with a checkpoint."""
+    requested = str(config.get("device", "auto"))
+    run = ContrastiveRun(config, device=trial_device() if requested == "auto" else requested)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            run.load_state_dict(torch.load(Path(folder) / _STATE, map_location=run.device, weights_only=False))
+    while not run.done:
+        run.advance(run.eval_every)
+        metrics = run.evaluate()
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(run.state_dict(), Path(folder) / _STATE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -1,0 +1,319 @@
+"""Held-out evaluation: how much of a scenario's ground truth an encoder's embeddings recover.
+
+``evaluate(z, heldout, truth)`` is what the trainer calls; the building blocks below it are
+public so that analysis code and tests can use them one at a time. They take NumPy arrays
+(``n`` samples in rows) and return plain floats; a non-finite or constant embedding gives
+NaN, never an exception, so that a diverged run still evaluates.
+
+Probes and regressions are fitted on one half of the held-out sample and scored on the
+other (``fit_test_split``); the embedding is standardised with the fit half's statistics
+first. Unsupervised metrics (effective rank, k-means, MCC, the linearised subspace) use the
+whole held-out sample.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, r2_score
+from torch import Tensor
+
+NAN = float("nan")
+PROBE_C = 1.0  # inverse L2 strength of every logistic probe, on standardised features
+PROBE_MAX_ITER = 500  # lbfgs converges in < 100 iterations on standardised embeddings
+KMEANS_N_INIT = 2
+
+
+def fit_test_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random halving of ``range(n)``: ``(fit_idx, test_idx)`` of sizes ``n//2`` and ``n - n//2``.
+
+    Random, not first/second half, so that a held-out sample stored in cluster order still
+    gives both halves every cluster.
+    """
+    perm = np.random.default_rng([seed, 0]).permutation(n)
+    return perm[: n // 2], perm[n // 2 :]
+
+
+def standardise(z_fit: np.ndarray, z_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale each embedding dimension with the fit half's mean and std.
+
+    A dimension that is constant on the fit half keeps scale 1 (it becomes zero, not inf).
+    """
+    mean = z_fit.mean(axis=0)
+    std = z_fit.std(axis=0)
+    std = np.where(std > 1e-12 * (1.0 + np.abs(mean)), std, 1.0)
+    return (z_fit - mean) / std, (z_test - mean) / std
+
+
+def is_degenerate(z: np.ndarray) -> bool:
+    """True for an embedding no metric can be read from: any NaN/inf, or every dimension constant."""
+    if not np.isfinite(z).all():
+        return True
+    return bool(np.all(np.ptp(z, axis=0) <= 1e-12 * (1.0 + np.abs(z).max(initial=0.0))))
+
+
+def linear_probe_acc(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> float:
+    """Test accuracy of a multinomial logistic-regression probe ``y ~ softmax(W z + b)``.
+
+    ``z_*``: (n_*, E) embeddings (standardise them first), ``y_*``: (n_*,) integer labels.
+    L2-regularised (``C = PROBE_C``), lbfgs. NaN when ``z`` is not finite or ``y_fit`` has
+    fewer than two classes (no probe can be fitted).
+    """
+    if not (np.isfinite(z_fit).all() and np.isfinite(z_test).all()) or np.unique(y_fit).size < 2:
+        return NAN
+    probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER)
+    with warnings.catch_warnings():
+        # an unconverged probe still gives a valid (lower-bound) accuracy; a sweep of
+        # thousands of trials should not print a warning for each
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        probe.fit(z_fit, y_fit)
+    return float(np.mean(probe.predict(z_test) == y_test))
+
+
+def random_labellings(n_clusters: int, n_labellings: int, seed: int = 0) -> np.ndarray:
+    """(n_labellings, n_clusters) 0/1 table: a random balanced bit for each cluster, per labelling.
+
+    Each labelling gives ``n_clusters // 2`` randomly chosen clusters the bit 0 and the rest 1,
+    so both classes are present and, for equal-size clusters, the majority class is (close
+    to) half the sample: a probe that reads nothing off ``z`` scores about 0.5. Depends only
+    on ``seed``, so every trial with the same seed is scored on the same labellings.
+    """
+    if n_clusters < 2:
+        raise ValueError(f"random labellings need >= 2 clusters, got {n_clusters}")
+    rng = np.random.default_rng([seed, 1])
+    bits = np.zeros((n_labellings, n_clusters), dtype=np.int64)
+    for row in bits:
+        row[rng.permutation(n_clusters)[n_clusters // 2 :]] = 1
+    return bits
+
+
+def randlabel_acc(
+    z_fit: np.ndarray,
+    c_fit: np.ndarray,
+    z_test: np.ndarray,
+    c_test: np.ndarray,
+    *,
+    n_labellings: int = 8,
+    seed: int = 0,
+) -> float:
+    """Mean linear-probe test accuracy over random binary labellings of the true clusters.
+
+    ``c_*``: (n_*,) cluster ids. Labelling ``l`` maps cluster ``c`` to ``bits[l, c]``
+    (``random_labellings``); the probe predicts that bit from ``z``. 1.0 means every sampled
+    labelling is linearly decodable, HaoChen & Ma 2022's strong sense of cluster recovery;
+    about 0.5 means ``z`` carries no cluster information. NaN with fewer than two clusters.
+    """
+    ids, codes = np.unique(np.concatenate([c_fit, c_test]), return_inverse=True)
+    if ids.size < 2:
+        return NAN
+    codes_fit, codes_test = codes[: len(c_fit)], codes[len(c_fit) :]
+    bits = random_labellings(ids.size, n_labellings, seed)
+    accs = [linear_probe_acc(z_fit, b[codes_fit], z_test, b[codes_test]) for b in bits]
+    return float(np.mean(accs))
+
+
+def kmeans_ari_nmi(
+    z: np.ndarray, clusters: np.ndarray, n_clusters: int, seed: int = 0
+) -> tuple[float, float]:
+    """Adjusted Rand index and normalised mutual information of k-means on ``z`` against ``clusters``.
+
+    ``z``: (n, E), ``clusters``: (n,) true ids; k-means with ``k = n_clusters``,
+    ``KMEANS_N_INIT`` seeded restarts. Both are 1 for a perfect recovery and about 0 for
+    a clustering independent of the truth.
+    """
+    if is_degenerate(z):
+        return NAN, NAN
+    km = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct points than k
+        pred = km.fit_predict(z)
+    return float(adjusted_rand_score(clusters, pred)), float(normalized_mutual_info_score(clusters, pred))
+
+
+def effective_rank(z: np.ndarray, *, center: bool = True) -> float:
+    """Effective rank (Roy & Vetterli 2007): ``exp(H(p))``, ``p_i = s_i / sum_j s_j``.
+
+    ``s``: singular values of ``z`` (n, E), centred over samples unless ``center=False``;
+    ``H(p) = -sum_i p_i log p_i``. Between 1 (rank one) and ``min(n, E)`` (all singular
+    values equal). NaN for a non-finite or all-zero matrix.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if not np.isfinite(z).all():
+        return NAN
+    if center:
+        z = z - z.mean(axis=0)
+    s = np.linalg.svd(z, compute_uv=False)
+    total = s.sum()
+    if not total > 0:
+        return NAN
+    p = s[s > 0] / total
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def _orthonormal(a: np.ndarray) -> np.ndarray:
+    q, _ = np.linalg.qr(np.asarray(a, dtype=np.float64))
+    return q
+
+
+def subspace_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared cosine of the principal angles between ``span(a)`` and ``span(b)``.
+
+    ``a``: (D, p), ``b``: (D, q), any full-column-rank bases (orthonormalised here). The
+    cosines are the singular values of ``Qa^T Qb``; there are ``min(p, q)`` of them, so
+    ``= ||Qa^T Qb||_F^2 / min(p, q)``: 1 when the smaller subspace lies in the larger, 0 when
+    they are orthogonal, ``cos^2 theta`` for two lines at angle ``theta``.
+    """
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return NAN
+    qa, qb = _orthonormal(a), _orthonormal(b)
+    cos = np.linalg.svd(qa.T @ qb, compute_uv=False)  # (min(p, q),)
+    return float(np.mean(np.clip(cos, 0.0, 1.0) ** 2))
+
+
+def linearised_subspace(x: np.ndarray, z: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` input directions a linearised encoder emphasises most: (D, min(k, D, E)), orthonormal.
+
+    Least squares ``z - z̄ ≈ (x - x̄) W`` gives ``W``: (D, E), the best linear stand-in for the
+    encoder; its top-``k`` left singular vectors span the inputs with the largest gain. For a
+    linear encoder ``z = x A`` this is exactly the top-``k`` left singular space of ``A``.
+    """
+    xc = x - x.mean(axis=0)
+    zc = z - z.mean(axis=0)
+    w, *_ = np.linalg.lstsq(xc, zc, rcond=None)  # (D, E)
+    u, _, _ = np.linalg.svd(w, full_matrices=False)  # (D, min(D, E))
+    return u[:, :k]
+
+
+def r2_linear(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> float:
+    """Test R^2 of an ordinary least-squares map ``y ≈ z W + b``, uniformly averaged over ``y``'s dims.
+
+    ``z_*``: (n_*, E), ``y_*``: (n_*, k) or (n_*,). 1 when ``y`` is a linear function of ``z``
+    (Zimmermann et al. 2021's identifiability up to a linear map), about 0 (or below) when
+    independent. NaN for a non-finite ``z``.
+    """
+    if not (np.isfinite(z_fit).all() and np.isfinite(z_test).all()):
+        return NAN
+    reg = LinearRegression().fit(z_fit, y_fit)
+    return float(r2_score(y_test, reg.predict(z_test), multioutput="uniform_average"))
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(ka, kb) Pearson correlations of the columns of ``a`` (n, ka) with those of ``b`` (n, kb).
+
+    A constant column correlates 0 with everything (it carries no information), not NaN.
+    """
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    na, nb = np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0)
+    na, nb = np.where(na > 0, na, np.inf), np.where(nb > 0, nb, np.inf)
+    return (a / na).T @ (b / nb)
+
+
+def mcc(z: np.ndarray, latent: np.ndarray) -> float:
+    """Mean correlation coefficient (Hyvärinen & Morioka 2016; cl-ica's MCC).
+
+    ``C_ij = |corr(latent_i, z_j)|``: (k, E); the best one-to-one matching of latent dims to
+    embedding dims (``linear_sum_assignment`` maximising ``sum C``) and ``MCC = sum matched / k``.
+    A latent dim left unmatched (``E < k``) counts as 0. 1 for a permutation and rescaling of
+    the latent; about 0 for noise. NaN for a degenerate ``z``.
+    """
+    latent = latent.reshape(len(latent), -1)
+    if is_degenerate(z):
+        return NAN
+    c = np.abs(_correlation(latent, z))  # (k, E)
+    rows, cols = linear_sum_assignment(c, maximize=True)
+    return float(c[rows, cols].sum() / latent.shape[1])
+
+
+def _numpy(t: Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(t, Tensor):
+        t = t.detach().cpu()
+        return (t.double() if t.is_floating_point() else t).numpy()
+    return np.asarray(t)
+
+
+def evaluate(
+    z: Tensor, heldout: dict[str, Tensor], truth: dict[str, Any], *, seed: int = 0, n_labellings: int = 8
+) -> dict[str, float]:
+    """Every metric the scenario's ground truth allows, on embeddings ``z`` of ``heldout["x"]``.
+
+    ``z``: (n, E) on any device. ``heldout``: ``"x"`` (n, D) and, where the scenario has them,
+    ``"cluster"``, ``"label"``, ``"subcluster"`` (n,) int; ``"latent"`` (n, k), ``"content"``,
+    ``"style"`` float. ``truth``: static ground truth (``"n_clusters"``, ``"fisher_basis"`` and
+    ``"pca_basis"`` (D, K-1), ...). The returned keys depend on ``heldout`` and ``truth`` only,
+    never on ``z``: a degenerate ``z`` (NaN/inf, constant) gives the same keys with NaN values.
+
+    ============================  ===================================  ==================
+    key                           needs                                 on
+    ============================  ===================================  ==================
+    ``effective_rank``            always                               all n
+    ``probe_acc``                 ``label``                            fit -> test
+    ``cluster_acc``               ``cluster``                          fit -> test
+    ``randlabel_acc``             ``cluster``                          fit -> test
+    ``ari``, ``nmi``              ``cluster``                          all n
+    ``sub_randlabel_acc``         ``subcluster``                       fit -> test
+    ``subspace_overlap``          ``fisher_basis``                     all n
+    ``pca_overlap``               ``fisher_basis`` and ``pca_basis``   (data only)
+    ``r2_linear``, ``mcc``        ``latent``                           fit -> test, all n
+    ``content_r2``, ``style_r2``  ``content`` / ``style``              fit -> test
+    ============================  ===================================  ==================
+    """
+    zn = _numpy(z).reshape(len(z), -1)  # (n, E)
+    n = len(zn)
+    degenerate = is_degenerate(zn)
+    fit, test = fit_test_split(n, seed)
+    z_fit, z_test = standardise(zn[fit], zn[test]) if not degenerate else (zn[fit], zn[test])
+    z_all = np.concatenate([z_fit, z_test])  # standardised, in fit-then-test order
+    order = np.concatenate([fit, test])
+    labellings = {"n_labellings": n_labellings, "seed": seed}
+    truth_of = {key: _numpy(v) for key, v in heldout.items() if key != "x"}
+
+    def probe(key: str) -> float:
+        y = truth_of[key]
+        return NAN if degenerate else linear_probe_acc(z_fit, y[fit], z_test, y[test])
+
+    def regression(key: str) -> float:
+        y = truth_of[key].reshape(n, -1)
+        return NAN if degenerate else r2_linear(z_fit, y[fit], z_test, y[test])
+
+    out: dict[str, float] = {"effective_rank": NAN if degenerate else effective_rank(zn)}
+    if "label" in truth_of:
+        out["probe_acc"] = probe("label")
+    if "cluster" in truth_of:
+        c = truth_of["cluster"]
+        out["cluster_acc"] = probe("cluster")
+        out["randlabel_acc"] = (
+            NAN if degenerate else randlabel_acc(z_fit, c[fit], z_test, c[test], **labellings)
+        )
+        k = min(int(truth.get("n_clusters", np.unique(c).size)), n)
+        out["ari"], out["nmi"] = (NAN, NAN) if degenerate else kmeans_ari_nmi(z_all, c[order], k, seed)
+    if "subcluster" in truth_of:
+        s = truth_of["subcluster"]
+        out["sub_randlabel_acc"] = (
+            NAN if degenerate else randlabel_acc(z_fit, s[fit], z_test, s[test], **labellings)
+        )
+    if "fisher_basis" in truth:
+        fisher = _numpy(truth["fisher_basis"])  # (D, K-1)
+        x = _numpy(heldout["x"]).reshape(n, -1)  # (n, D)
+        if degenerate:
+            out["subspace_overlap"] = NAN
+        else:
+            u = linearised_subspace(x, zn, fisher.shape[1])  # (D, min(K-1, E))
+            # an embedding narrower than K-1 can hold only part of the Fisher subspace:
+            # the missing directions count as orthogonal, so the score is ||U^T F||_F^2 / (K-1)
+            out["subspace_overlap"] = subspace_overlap(u, fisher) * u.shape[1] / fisher.shape[1]
+        if "pca_basis" in truth:
+            out["pca_overlap"] = subspace_overlap(_numpy(truth["pca_basis"]), fisher)
+    if "latent" in truth_of:
+        out["r2_linear"] = regression("latent")
+        out["mcc"] = mcc(zn, truth_of["latent"])
+    for key in ("content", "style"):
+        if key in truth_of:
+            out[f"{key}_r2"] = regression(key)
+    return out

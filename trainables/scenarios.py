@@ -1,0 +1,466 @@
+"""Synthetic scenarios: data with known ground truth, each with its positive-pair sampler.
+
+A scenario factory takes the scenario's config keys as keyword arguments and returns a
+:class:`Scenario`. ``data_seed`` fixes its frozen parts (mixture means, mixing network g, label
+direction w); the ``torch.Generator`` handed to ``pairs`` / ``heldout`` drives all sampling, so
+the same generator seed gives the same batch. Draws happen on the generator's device and the
+results are moved to the scenario's ``device``: ``(x, x_pos)`` is a positive pair
+``x_pos ~ p(x_pos | x)`` as in cl-ica's notation, both ``(B, D)`` float32.
+
+See DESIGN.md, "Precise sampling", for what every study means by each scenario.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Device = str | torch.device
+LEAKY_SLOPE = 0.2  # cl-ica's leaky-ReLU slope in the mixing network
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A data distribution with a positive-pair sampler and its ground truth.
+
+    ``pairs(B, gen) -> (x, x_pos)``, each ``(B, input_dim)`` float32 on the scenario's device.
+    ``heldout(n, gen) -> {"x": (n, input_dim), ...per-sample truth}`` (``cluster``, ``label``,
+    ``subcluster`` int64 ``(n,)``; ``latent``, ``content``, ``style`` float32 ``(n, k)``).
+    ``truth`` holds the static ground truth (``n_clusters``, ``fisher_basis``, ``mixing``, ...).
+    """
+
+    name: str
+    input_dim: int
+    pairs: Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+    heldout: Callable[[int, torch.Generator], dict[str, Tensor]]
+    truth: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# validation and sampling helpers
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _float(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
+           open_low: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < low or value > high or (open_low and value == low):
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{name} must lie in {bracket}{low}, {high}], got {value}")
+    return float(value)
+
+
+def _randn(gen: torch.Generator, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    return torch.randn(shape, generator=gen, device=gen.device, dtype=dtype)
+
+
+def _rand(gen: torch.Generator, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    return torch.rand(shape, generator=gen, device=gen.device, dtype=dtype)
+
+
+def _randint(gen: torch.Generator, low: int, high: int, *shape: int) -> Tensor:
+    return torch.randint(low, high, shape, generator=gen, device=gen.device)
+
+
+def _frozen_generator(data_seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(_int("data_seed", data_seed, 0))
+
+
+def _random_orthogonal(n: int, gen: torch.Generator) -> Tensor:
+    """Haar-distributed (n, n) orthogonal matrix, float64 (QR of a Gaussian, signs fixed)."""
+    q, r = torch.linalg.qr(_randn(gen, n, n, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))
+
+
+def _simplex(k: int) -> Tensor:
+    """(k, k-1) vertices of a centred regular simplex with unit pairwise distance, float64.
+
+    The rows ``e_i - 1/k`` (pairwise distance sqrt 2) written in the Helmert basis of the
+    sum-zero subspace.
+    """
+    helmert = torch.zeros(k, max(k - 1, 0), dtype=torch.float64)  # (k, k-1) orthonormal columns
+    for j in range(1, k):
+        helmert[:j, j - 1] = 1.0
+        helmert[j, j - 1] = -j
+        helmert[:, j - 1] /= math.sqrt(j * (j + 1))
+    centred = torch.eye(k, dtype=torch.float64) - 1.0 / k
+    return centred @ helmert / math.sqrt(2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# frozen mixing network and von Mises-Fisher sampler (Zimmermann et al. 2021, cl-ica)
+
+
+@dataclass(frozen=True, eq=False)
+class InvertibleMLP:
+    """g(z) = W_L σ(W_{L-1} ... σ(W_1 z)), σ = leaky ReLU(0.2), no bias, no activation at the end.
+
+    ``weights`` are square ``(n, n)`` matrices (``h -> h @ W.T``); ``inverse`` undoes g exactly.
+    Zero layers is the identity.
+    """
+
+    weights: tuple[Tensor, ...]
+    inverses: tuple[Tensor, ...] = field(repr=False)
+
+    def __call__(self, z: Tensor) -> Tensor:  # (n, d) -> (n, d)
+        h = z
+        for i, w in enumerate(self.weights):
+            if i > 0:
+                h = torch.where(h > 0, h, LEAKY_SLOPE * h)
+            h = h @ w.T
+        return h
+
+    def inverse(self, x: Tensor) -> Tensor:  # (n, d) -> (n, d)
+        h = x
+        for i, w_inv in enumerate(reversed(self.inverses)):
+            if i > 0:
+                h = torch.where(h > 0, h, h / LEAKY_SLOPE)
+            h = h @ w_inv.T
+        return h
+
+
+def invertible_mlp(n: int, n_layers: int, gen: torch.Generator, device: Device = "cpu", *,
+                   pool: int = 2000, cond_quantile: float = 0.25) -> InvertibleMLP:
+    """cl-ica's ``construct_invertible_mlp`` (Zimmermann et al. 2021), drawn from ``gen``.
+
+    Each layer is a square matrix with entries U(-1, 1) and unit-norm columns, kept only if its
+    condition number is below the ``cond_quantile`` quantile of a pool of ``pool`` such matrices,
+    so g is well conditioned (hence invertible) layer by layer.
+    """
+
+    def draw(k: int) -> Tensor:  # (k, n, n), unit-norm columns
+        a = _rand(gen, k, n, n, dtype=torch.float64) * 2 - 1
+        return a / a.norm(dim=1, keepdim=True)
+
+    weights: list[Tensor] = []
+    if n_layers > 0:
+        conds = torch.sort(torch.linalg.cond(draw(pool))).values
+        threshold = conds[int(pool * cond_quantile)]
+        while len(weights) < n_layers:
+            candidates = draw(64)
+            kept = candidates[torch.linalg.cond(candidates) <= threshold]
+            weights += list(kept[: n_layers - len(weights)])
+    inverses = [torch.linalg.inv(w) for w in weights]
+    to = dict(device=torch.device(device), dtype=torch.float32)
+    return InvertibleMLP(tuple(w.to(**to) for w in weights), tuple(w.to(**to) for w in inverses))
+
+
+def sample_vmf(mu: Tensor, kappa: float, gen: torch.Generator, max_rounds: int = 1000) -> Tensor:
+    """Exact draws z' ~ vMF(mu, kappa) on S^(d-1), one per row of ``mu`` (n, d) unit vectors.
+
+    Wood (1994): the cosine w = <z', mu> is drawn by rejection from a Beta((d-1)/2, (d-1)/2)
+    proposal (the Beta variate as a ratio of two chi^2_(d-1) sums, so that only ``gen`` is used),
+    the tangent direction uniformly on the sphere orthogonal to mu. Computed in float64 on
+    ``gen.device``; returns (n, d) float64. E<z', mu> = I_{d/2}(kappa) / I_{d/2-1}(kappa).
+    """
+    n, d = mu.shape
+    m = d - 1
+    b = m / (2 * kappa + math.sqrt(4 * kappa**2 + m**2))  # stable form of (-2k + sqrt(4k^2 + m^2)) / m
+    x0 = (1 - b) / (1 + b)
+    c = kappa * x0 + m * math.log(1 - x0**2)
+    w = torch.empty(n, dtype=torch.float64, device=gen.device)
+    pending = torch.arange(n, device=gen.device)
+    for _ in range(max_rounds):
+        k = pending.numel()
+        if k == 0:
+            break
+        chi2 = _randn(gen, k, 2, m, dtype=torch.float64).square().sum(-1)  # (k, 2)
+        beta = chi2[:, 0] / chi2.sum(1)
+        w_try = (1 - (1 + b) * beta) / (1 - (1 - b) * beta)
+        log_u = torch.log(_rand(gen, k, dtype=torch.float64))
+        accept = kappa * w_try + m * torch.log(1 - x0 * w_try) - c >= log_u
+        w[pending[accept]] = w_try[accept]
+        pending = pending[~accept]
+    if pending.numel() > 0:
+        raise RuntimeError(f"vMF rejection sampler did not finish in {max_rounds} rounds (kappa={kappa})")
+    mu = mu.to(device=gen.device, dtype=torch.float64)
+    xi = _randn(gen, n, d, dtype=torch.float64)
+    tangent = xi - (xi * mu).sum(1, keepdim=True) * mu
+    tangent = tangent / tangent.norm(dim=1, keepdim=True)
+    return w[:, None] * mu + torch.sqrt(1 - w**2)[:, None] * tangent
+
+
+def _uniform_sphere(gen: torch.Generator, n: int, d: int) -> Tensor:  # (n, d) float64
+    z = _randn(gen, n, d, dtype=torch.float64)
+    return z / z.norm(dim=1, keepdim=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# scenarios
+
+
+def hypercube(*, dim: int = 16, n_invariant: int = 3, aug_noise: float = 0.1, spurious: str = "redraw",
+              data_seed: int = 0, device: Device = "cpu") -> Scenario:
+    """Hypercube with invariant and spurious bits (HaoChen & Ma 2022; Saunshi et al. 2022).
+
+    b ~ U{±1}^dim, x = b + aug_noise·ε, ε ~ N(0, I): (B, dim). The positive keeps b's first
+    ``n_invariant`` = s bits and, on the other dim - s, either re-draws them uniformly
+    (``spurious="redraw"``, HaoChen & Ma) or multiplies each by its own τ ~ U(0, 1]
+    (``spurious="scale"``, Saunshi et al.'s disjoint augmentation); it adds its own noise ε'.
+    Heldout truth: ``cluster`` = sum_j [b_j > 0] 2^j over the invariant bits, in [0, 2^s);
+    ``label`` = [w · b_inv > 0] with w ~ N(0, I_s) fixed by ``data_seed`` (ties have
+    probability 0); ``bits`` = b (n, dim).
+    """
+    dim = _int("dim", dim, 1)
+    s = _int("n_invariant", n_invariant, 1)
+    if s > dim:
+        raise ValueError(f"n_invariant must be <= dim, got n_invariant={s} > dim={dim}")
+    if s > 62:
+        raise ValueError(f"n_invariant must be <= 62 so that cluster ids (2^n_invariant) fit int64, got {s}")
+    aug_noise = _float("aug_noise", aug_noise, 0.0)
+    if spurious not in ("redraw", "scale"):
+        raise ValueError(f"spurious must be one of 'redraw', 'scale', got {spurious!r}")
+    device = torch.device(device)
+    w = _randn(_frozen_generator(data_seed), s, dtype=torch.float64)  # (s,)
+    powers = 2 ** torch.arange(s)  # (s,) int64
+
+    def bits(n: int, width: int, gen: torch.Generator) -> Tensor:  # (n, width) in {±1}
+        return _randint(gen, 0, 2, n, width).float() * 2 - 1
+
+    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        b = bits(batch_size, dim, gen)  # (B, dim)
+        if spurious == "redraw":
+            spu = bits(batch_size, dim - s, gen)
+        else:
+            spu = b[:, s:] * (1 - _rand(gen, batch_size, dim - s))  # τ in (0, 1]
+        b_pos = torch.cat([b[:, :s], spu], dim=1)
+        x = b + aug_noise * _randn(gen, batch_size, dim)
+        x_pos = b_pos + aug_noise * _randn(gen, batch_size, dim)
+        return x.to(device), x_pos.to(device)
+
+    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
+        b = bits(n, dim, gen)
+        x = b + aug_noise * _randn(gen, n, dim)
+        inv = b[:, :s]  # (n, s)
+        cluster = ((inv > 0).long() * powers.to(inv.device)).sum(1)
+        label = (inv.double() @ w.to(inv.device) > 0).long()
+        out = {"x": x, "cluster": cluster, "label": label, "bits": b}
+        return {k: v.to(device) for k, v in out.items()}
+
+    truth = {"n_clusters": 2**s, "n_invariant": s, "label_direction": w.to(device)}
+    return Scenario("hypercube", dim, pairs, heldout, truth)
+
+
+def gmm(*, dim: int = 16, n_clusters: int = 4, separation: float = 4.0, nuisance_std: float = 3.0,
+        aug_noise: float = 0.1, cov_tilt: float = 0.0, data_seed: int = 0,
+        device: Device = "cpu") -> Scenario:
+    """Gaussian mixture with a shared anisotropic covariance (Bansal, Kavis & Sanghavi 2024).
+
+    K = ``n_clusters`` equally likely components; means μ_k at the vertices of a centred regular
+    simplex with pairwise distance ``separation``, rotated into a random (K-1)-dim subspace U of
+    R^dim. Shared covariance Σ: std 1 on U, ``nuisance_std`` on its orthogonal complement, so x
+    = μ_c + Σ^{1/2} ε: (B, dim). Along U the mixture has variance 1 + separation²/(2K); PCA
+    therefore picks nuisance directions once nuisance_std² exceeds that, while the Fisher
+    subspace span{Σ^-1(μ_k - μ̄)} stays U. The positive is an independent draw from the anchor's
+    component with probability 1 - aug_noise, else from a uniformly drawn component.
+
+    ``cov_tilt`` (radians, default 0 = DESIGN.md's model) rotates Σ's unit-variance directions by
+    that angle towards nuisance directions (U_j, N_j plane by plane, for the first
+    min(K-1, dim-K+1) pairs), so that the Fisher subspace differs from the mean subspace.
+    Truth: ``fisher_basis`` and ``pca_basis`` (dim, K-1) orthonormal, ``mean_basis`` U,
+    ``means`` (K, dim), ``covariance`` (dim, dim), ``pca_eigenvalues`` (dim,) descending (under
+    ties the PCA subspace is not unique and ``pca_basis`` is one choice).
+    """
+    dim = _int("dim", dim, 1)
+    k = _int("n_clusters", n_clusters, 2)
+    if k - 1 > dim:
+        raise ValueError(f"n_clusters - 1 must be <= dim (the means span a (K-1)-dim subspace), "
+                         f"got n_clusters={k}, dim={dim}")
+    separation = _float("separation", separation, 0.0, open_low=True)
+    nuisance_std = _float("nuisance_std", nuisance_std, 0.0, open_low=True)
+    aug_noise = _float("aug_noise", aug_noise, 0.0, 1.0)
+    tilt = _float("cov_tilt", cov_tilt, 0.0, math.pi / 2)
+    device = torch.device(device)
+
+    frame = _random_orthogonal(dim, _frozen_generator(data_seed))  # (D, D)
+    mean_basis = frame[:, : k - 1]  # U (D, K-1)
+    means = separation * _simplex(k) @ mean_basis.T  # (K, D)
+    eig = frame.clone()  # Σ's eigenvectors: unit-variance ones first, then nuisance ones
+    n_rot = min(k - 1, dim - k + 1)
+    u, v = frame[:, :n_rot], frame[:, k - 1 : k - 1 + n_rot]
+    eig[:, :n_rot] = math.cos(tilt) * u + math.sin(tilt) * v
+    eig[:, k - 1 : k - 1 + n_rot] = -math.sin(tilt) * u + math.cos(tilt) * v
+    stds = torch.ones(dim, dtype=torch.float64)
+    stds[k - 1 :] = nuisance_std
+    cov = eig @ torch.diag(stds**2) @ eig.T  # (D, D)
+
+    centred = means - means.mean(0)  # (K, D)
+    fisher_dirs = torch.linalg.solve(cov, centred.T)  # (D, K) Σ^-1 (μ_k - μ̄)
+    fisher_basis = torch.linalg.svd(fisher_dirs, full_matrices=False).U[:, : k - 1]
+    mixture_cov = cov + centred.T @ centred / k
+    evals, evecs = torch.linalg.eigh(mixture_cov)  # ascending
+    pca_basis = evecs.flip(1)[:, : k - 1]
+
+    to = dict(device=device, dtype=torch.float32)
+    means_d, eig_d, stds_d = means.to(**to), eig.to(**to), stds.to(**to)
+
+    def draw(component: Tensor, gen: torch.Generator) -> Tensor:  # (n,) -> (n, D)
+        eps = _randn(gen, component.shape[0], dim).to(device)
+        return means_d[component.to(device)] + (eps * stds_d) @ eig_d.T
+
+    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        c = _randint(gen, 0, k, batch_size)
+        same = _rand(gen, batch_size) < 1 - aug_noise
+        c_pos = torch.where(same, c, _randint(gen, 0, k, batch_size))
+        return draw(c, gen), draw(c_pos, gen)
+
+    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
+        c = _randint(gen, 0, k, n)
+        c_d = c.to(device)
+        return {"x": draw(c, gen), "cluster": c_d, "label": c_d.clone()}
+
+    truth = {
+        "n_clusters": k,
+        "fisher_basis": fisher_basis.to(**to),
+        "pca_basis": pca_basis.to(**to),
+        "pca_eigenvalues": evals.flip(0).to(**to),
+        "mean_basis": mean_basis.to(**to),
+        "means": means_d,
+        "covariance": cov.to(**to),
+    }
+    return Scenario("gmm", dim, pairs, heldout, truth)
+
+
+def sphere_mixing(*, latent_dim: int = 5, kappa: float = 10.0, mixing_layers: int = 3, data_seed: int = 0,
+                  device: Device = "cpu") -> Scenario:
+    """Latents on the sphere seen through an invertible MLP (Zimmermann et al. 2021, cl-ica).
+
+    z ~ U(S^(latent_dim-1)), positive z' ~ vMF(z, kappa) (exact, :func:`sample_vmf`);
+    x = g(z), x' = g(z'): (B, latent_dim), g a frozen ``mixing_layers``-layer leaky-ReLU MLP
+    (:func:`invertible_mlp`, drawn from ``data_seed``; 0 layers = identity).
+    Heldout truth: ``latent`` = z (n, latent_dim). Static truth: ``mixing`` = g (with
+    ``g.inverse``).
+    """
+    d = _int("latent_dim", latent_dim, 2)
+    kappa = _float("kappa", kappa, 0.0, open_low=True)
+    n_layers = _int("mixing_layers", mixing_layers, 0)
+    device = torch.device(device)
+    g = invertible_mlp(d, n_layers, _frozen_generator(data_seed), device)
+
+    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        z = _uniform_sphere(gen, batch_size, d)
+        z_pos = sample_vmf(z, kappa, gen)
+        return g(z.float().to(device)), g(z_pos.float().to(device))
+
+    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
+        z = _uniform_sphere(gen, n, d).float().to(device)
+        return {"x": g(z), "latent": z}
+
+    return Scenario("sphere_mixing", d, pairs, heldout, {"mixing": g, "latent_dim": d})
+
+
+def content_style(*, content_dim: int = 3, style_dim: int = 3, aug_noise: float = 1.0, mixing_layers: int = 3,
+                  data_seed: int = 0, device: Device = "cpu") -> Scenario:
+    """Content and style latents behind an invertible MLP (von Kügelgen et al. 2021; Bizeul et al. 2024).
+
+    z = (c, s), c ~ N(0, I_content_dim), s ~ N(0, I_style_dim); the positive shares c and has
+    s' = s + aug_noise·ε. x = g(z), x' = g(c, s'): (B, content_dim + style_dim), g a frozen
+    ``mixing_layers``-layer leaky-ReLU MLP as in :func:`sphere_mixing`.
+    Heldout truth: ``latent`` = (c, s) (n, content_dim + style_dim), ``content`` (n, content_dim),
+    ``style`` (n, style_dim). Static truth: ``mixing`` = g.
+    """
+    n_c = _int("content_dim", content_dim, 1)
+    n_s = _int("style_dim", style_dim, 1)
+    aug_noise = _float("aug_noise", aug_noise, 0.0)
+    n_layers = _int("mixing_layers", mixing_layers, 0)
+    device = torch.device(device)
+    d = n_c + n_s
+    g = invertible_mlp(d, n_layers, _frozen_generator(data_seed), device)
+
+    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        z = _randn(gen, batch_size, d)  # (B, c + s)
+        z_pos = torch.cat([z[:, :n_c], z[:, n_c:] + aug_noise * _randn(gen, batch_size, n_s)], dim=1)
+        return g(z.to(device)), g(z_pos.to(device))
+
+    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
+        z = _randn(gen, n, d).to(device)
+        return {"x": g(z), "latent": z, "content": z[:, :n_c].clone(), "style": z[:, n_c:].clone()}
+
+    truth = {"mixing": g, "content_dim": n_c, "style_dim": n_s}
+    return Scenario("content_style", d, pairs, heldout, truth)
+
+
+def nested_clusters(*, dim: int = 16, n_groups: int = 4, n_sub: int = 4, group_separation: float = 8.0,
+                    sub_separation: float = 2.0, cluster_std: float = 0.3, aug_noise: float = 0.0,
+                    data_seed: int = 0, device: Device = "cpu") -> Scenario:
+    """Groups of close sub-clusters (HaoChen & Ma 2022, the Lipschitz example).
+
+    r = ``n_groups`` group centres at the vertices of a centred regular simplex with pairwise
+    distance ``group_separation`` in a random subspace; each group holds ``n_sub`` sub-cluster
+    centres, a simplex with pairwise distance ``sub_separation`` in its own random subspace
+    around the group centre (r0 = n_groups·n_sub sub-clusters). x = centre + cluster_std·ε:
+    (B, dim), sub-cluster uniform. The positive is a fresh draw from the anchor's sub-cluster
+    with probability 1 - aug_noise, else from a different sub-cluster of the same group, drawn
+    uniformly (n_sub = 1: the same one). aug_noise = 0 (default) is HaoChen & Ma's setting:
+    each sub-cluster is its own component of the augmentation graph, yet sub-clusters of a
+    group are close, so a smooth encoder sees about r clusters.
+    Heldout truth: ``cluster`` = ``label`` = group in [0, n_groups), ``subcluster`` in
+    [0, r0) with group = subcluster // n_sub. Static truth: ``group_centres`` (r, dim),
+    ``subcluster_centres`` (r0, dim).
+    """
+    dim = _int("dim", dim, 1)
+    r = _int("n_groups", n_groups, 2)
+    n_sub = _int("n_sub", n_sub, 1)
+    if r - 1 > dim or n_sub - 1 > dim:
+        raise ValueError(f"n_groups - 1 and n_sub - 1 must be <= dim (each set of centres is a simplex), "
+                         f"got n_groups={r}, n_sub={n_sub}, dim={dim}")
+    group_separation = _float("group_separation", group_separation, 0.0, open_low=True)
+    sub_separation = _float("sub_separation", sub_separation, 0.0)
+    cluster_std = _float("cluster_std", cluster_std, 0.0)
+    aug_noise = _float("aug_noise", aug_noise, 0.0, 1.0)
+    device = torch.device(device)
+
+    frozen = _frozen_generator(data_seed)
+    groups = group_separation * _simplex(r) @ _random_orthogonal(dim, frozen)[:, : r - 1].T  # (r, D)
+    sub_bases = [_random_orthogonal(dim, frozen)[:, : n_sub - 1] for _ in range(r)]  # r x (D, n_sub-1)
+    offsets = torch.stack([sub_separation * _simplex(n_sub) @ b.T for b in sub_bases])  # (r, n_sub, D)
+    centres = (groups[:, None, :] + offsets).reshape(r * n_sub, dim)  # (r0, D), id = group * n_sub + sub
+    centres_d = centres.to(device=device, dtype=torch.float32)
+
+    def draw(sub: Tensor, gen: torch.Generator) -> Tensor:  # (n,) -> (n, D)
+        return centres_d[sub.to(device)] + cluster_std * _randn(gen, sub.shape[0], dim).to(device)
+
+    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        sub = _randint(gen, 0, r * n_sub, batch_size)
+        if n_sub > 1:
+            same = _rand(gen, batch_size) < 1 - aug_noise
+            other = sub // n_sub * n_sub + (sub % n_sub + _randint(gen, 1, n_sub, batch_size)) % n_sub
+            sub_pos = torch.where(same, sub, other)
+        else:
+            sub_pos = sub
+        return draw(sub, gen), draw(sub_pos, gen)
+
+    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
+        sub = _randint(gen, 0, r * n_sub, n)
+        group = (sub // n_sub).to(device)
+        return {"x": draw(sub, gen), "cluster": group, "label": group.clone(), "subcluster": sub.to(device)}
+
+    truth = {
+        "n_clusters": r,
+        "n_subclusters": r * n_sub,
+        "group_centres": groups.to(device=device, dtype=torch.float32),
+        "subcluster_centres": centres_d,
+    }
+    return Scenario("nested_clusters", dim, pairs, heldout, truth)
+
+
+SCENARIOS: dict[str, Callable[..., Scenario]] = {
+    "hypercube": hypercube,
+    "gmm": gmm,
+    "sphere_mixing": sphere_mixing,
+    "content_style": content_style,
+    "nested_clusters": nested_clusters,
+}

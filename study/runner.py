@@ -112,18 +112,21 @@ def _init_ray(address: str | None, verbose: bool) -> bool:
     return True
 
 
-def _check_gpus(spec: StudySpec, address: str | None) -> None:
+def _check_local_gpus(spec: StudySpec) -> None:
+    """Before anything starts: a GPU request on a machine without one is an error (locally)."""
+    import torch
+
+    if spec.resources.gpu > 0 and not torch.cuda.is_available():
+        raise StudyError(
+            f"the spec asks for {spec.resources.gpu} GPU per trial, but this machine has no GPU; "
+            "set resources.gpu: 0 to run on the CPU, or run it on a GPU machine or cluster (--address)"
+        )
+
+
+def _check_cluster_gpus(spec: StudySpec) -> None:
     import ray
 
-    if spec.resources.gpu <= 0:
-        return
-    have = ray.cluster_resources().get("GPU", 0)
-    if have == 0 and not address:
-        raise StudyError(
-            f"the spec asks for {spec.resources.gpu} GPU per trial, but this machine has no GPU visible to Ray; "
-            "set resources.gpu: 0 to run on the CPU, or run on a GPU machine/cluster (--address)"
-        )
-    if have == 0:
+    if spec.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) == 0:
         print("[clphase] the cluster has no GPU yet; trials wait for the autoscaler to add GPU workers", flush=True)
 
 
@@ -173,6 +176,8 @@ def run_study(
     from study.records import StudyRecords
     from study.tracking import MlflowMirror, TrackingUnavailable
 
+    if not address:
+        _check_local_gpus(spec)
     # MLflow first: a store that cannot be reached stops the study before Ray starts.
     mirror = MlflowMirror(tracking_uri or (state or {}).get("tracking_uri"), spec.name, study_dir, _name_keys(spec))
     try:
@@ -196,7 +201,8 @@ def run_study(
     from ray import tune
 
     try:
-        _check_gpus(spec, address)
+        if address:
+            _check_cluster_gpus(spec)
         if trainable is None:
             from trainables.contrastive import contrastive as trainable
         fn = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
@@ -267,7 +273,7 @@ def describe(result: StudyResult, metric: str) -> str:
     if result.best is not None:
         lines.append(f"best {metric} = {result.best.get(metric):.4g} (trial {result.best.get('trial_id')})")
     lines.append(f"results:  {result.study_dir}/trials.parquet, history.parquet")
-    lines.append(f"MLflow:   {result.tracking_uri}  (clphase ui, or mlflow ui --backend-store-uri {result.tracking_uri})")
+    lines.append(f"MLflow:   {result.tracking_uri}  (browse with: clphase ui)")
     if result.interrupted:
         lines.append("the study did not finish: continue it with  clphase run SPEC --resume")
     return "\n".join(lines)

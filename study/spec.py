@@ -89,7 +89,7 @@ class StudySpec(_Strict):
         axes = self.grid_axes()
         out = []
         for values in itertools.product(*axes.values()):
-            out.append(flatten({**self.trainable, **dict(zip(axes, values))}))
+            out.append(flatten({**self.trainable, **dict(zip(axes, values, strict=True))}))
         return out
 
     def n_trials(self) -> int:

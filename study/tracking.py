@@ -85,7 +85,7 @@ class MlflowMirror:
                 parent_id = run.info.run_id
                 if spec_path is not None:
                     self.client.log_artifact(parent_id, str(spec_path))
-        except Exception as err:  # noqa: BLE001: any failure here means the store is unusable
+        except Exception as err:  # noqa: BLE001 (any failure here means the store is unusable)
             raise TrackingUnavailable(
                 f"cannot reach the MLflow tracking store {self.tracking_uri}: {type(err).__name__}: {err}"
             ) from None

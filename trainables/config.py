@@ -134,6 +134,8 @@ def resolve(config: Mapping[str, Any]) -> ResolvedConfig:
                 target[key] = _coerce(key, config[key], default)
             elif key in training:
                 target[key] = training[key]
+            elif default is not inspect.Parameter.empty:
+                target[key] = default
     for key in ("steps", "batch_size", "eval_every", "n_eval", "embedding_dim"):
         if training[key] < 1:
             raise ConfigError(f"{key} must be >= 1, got {training[key]}")

@@ -261,11 +261,12 @@ def gmm(*, dim: int = 16, n_clusters: int = 4, separation: float = 4.0, nuisance
 
     K = ``n_clusters`` equally likely components; means μ_k at the vertices of a centred regular
     simplex with pairwise distance ``separation``, rotated into a random (K-1)-dim subspace U of
-    R^dim. Shared covariance Σ: std 1 on U, ``nuisance_std`` on its orthogonal complement, so x
-    = μ_c + Σ^{1/2} ε: (B, dim). Along U the mixture has variance 1 + separation²/(2K); PCA
-    therefore picks nuisance directions once nuisance_std² exceeds that, while the Fisher
-    subspace span{Σ^-1(μ_k - μ̄)} stays U. The positive is an independent draw from the anchor's
-    component with probability 1 - aug_noise, else from a uniformly drawn component.
+    R^dim. Shared covariance Σ: std 1 on U, ``nuisance_std`` on its orthogonal complement, so
+    x = μ_c + Σ^{1/2} ε: (B, dim). At cov_tilt = 0 the mixture has variance
+    1 + separation²/(2K) along U, so PCA picks nuisance directions once nuisance_std² exceeds
+    that, while the Fisher subspace span{Σ^-1(μ_k - μ̄)} stays U. The positive is an independent
+    draw from the anchor's component with probability 1 - aug_noise, else from a uniformly drawn
+    component.
 
     ``cov_tilt`` (radians, default 0 = DESIGN.md's model) rotates Σ's unit-variance directions by
     that angle towards nuisance directions (U_j, N_j plane by plane, for the first

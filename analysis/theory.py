@@ -1,0 +1,368 @@
+"""What the theory papers predict, per scenario, as functions of the scenario's parameters.
+
+``predict(params, y=..., metric=..., threshold=...)`` gives the predicted boundary of one row of
+a phase diagram (the params are the config keys constant over that row), or None where the papers
+make no quantitative prediction. ``PREDICTIONS`` maps scenario names to those functions;
+``expectations(trials)`` checks the qualitative claims that have no boundary (trends).
+
+- hypercube (HaoChen & Ma 2022): clusters = the 2^s patterns of the s = ``n_invariant`` shared
+  bits. A ReLU MLP needs embedding_dim ~ 2^s before every labelling of the clusters is linearly
+  decodable (``randlabel_acc`` -> 1); a linear encoder makes only labellings that are threshold
+  functions of the s bits decodable, so its ``randlabel_acc`` has a ceiling below 1 for s >= 2
+  (``hypercube_linear_ceiling``).
+- gmm (Bansal, Kavis & Sanghavi 2024): linear InfoNCE recovers the Fisher subspace at any
+  ``nuisance_std``; PCA recovers it only while the mean directions carry more variance than the
+  nuisance ones (``gmm_pca_overlap``, closed form).
+- sphere_mixing (Zimmermann et al. 2021): ``r2_linear`` -> 1 once a nonlinear encoder's
+  embedding_dim reaches ``latent_dim`` (kappa moderate).
+- content_style (von Kügelgen et al. 2021; Bizeul et al. 2024): content kept (``content_r2``
+  high once embedding_dim >= content dim), style discarded (``style_r2`` falls with aug_noise).
+- nested_clusters (HaoChen & Ma 2022): group recovery needs embedding_dim ~ n_groups, not the
+  number of sub-clusters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+EXACT_MAX_S = 4  # threshold functions of up to 4 inputs are enumerated exactly
+# OEIS A000609: number of threshold functions of n or fewer inputs (constants included), n = 0..8
+THRESHOLD_FUNCTION_COUNTS = (2, 4, 14, 104, 1882, 94572, 15028134, 8378070864, 17561539552946)
+
+
+@dataclass(frozen=True)
+class TheoryBoundary:
+    """A predicted boundary along ``y``: a value, or a side of every range (``censored``)."""
+
+    y_critical: float = math.nan
+    censored: str | None = None  # "below": past the threshold at any y; "above": never past it
+    note: str = ""
+
+
+# --- hypercube ----------------------------------------------------------------------------------
+def hypercube_mlp_critical_dim(n_invariant: int) -> int:
+    """Embedding dimension at which a ReLU MLP makes every labelling of the 2^s clusters linearly
+    decodable: on the order of 2^s (2^s - 1 points in general position already suffice for an
+    affine probe; the optimal spectral embedding of 2^s disconnected clusters has 2^s dims)."""
+    return 2 ** int(n_invariant)
+
+
+@lru_cache(maxsize=None)
+def threshold_functions(s: int) -> np.ndarray:
+    """Truth tables of every linear threshold function of s inputs (constants included).
+
+    Vertex ``v`` of {0,1}^s is the bit pattern of the integer v; a table is an integer whose bit
+    v is f(v). Enumerated as [w·v >= t] over integer weights |w_i| <= s (enough for s <= 4, whose
+    largest minimal weight is 3); ``len`` matches OEIS A000609 (2, 4, 14, 104, 1882).
+    """
+    if not 0 <= s <= EXACT_MAX_S:
+        raise ValueError(f"threshold functions are enumerated for 0 <= s <= {EXACT_MAX_S}, got {s}")
+    n = 2**s
+    vertices = (np.arange(n)[:, None] >> np.arange(s)) & 1  # (2^s, s)
+    grid = np.arange(-s, s + 1)
+    weights = np.array(np.meshgrid(*[grid] * s, indexing="ij")).reshape(s, -1).T if s else np.zeros((1, 0))
+    scores = vertices @ weights.T  # (2^s, n_weights)
+    bit = (1 << np.arange(n, dtype=np.int64))[:, None]
+    limit = s * s + 1
+    tables = [((scores >= t) * bit).sum(axis=0) for t in range(-limit, limit + 2)]
+    return np.unique(np.concatenate(tables))
+
+
+def _balanced_labellings(s: int) -> np.ndarray:
+    """Every labelling of the 2^s clusters with half of them 1 (as bit masks), as
+    ``trainables.metrics.random_labellings`` draws them."""
+    n = 2**s
+    return np.array([sum(1 << i for i in ones) for ones in combinations(range(n), n - n // 2)], dtype=np.int64)
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    values = values.astype(np.int64)
+    count = np.zeros(values.shape, dtype=np.int64)
+    while values.any():
+        count += values & 1
+        values = values >> 1
+    return count
+
+
+def hypercube_linear_separable_fraction(n_invariant: int) -> float:
+    """Fraction of balanced labellings of the 2^s clusters that a linear probe of b decodes exactly."""
+    s = int(n_invariant)
+    tables = set(threshold_functions(s).tolist())
+    labellings = _balanced_labellings(s)
+    return float(np.mean([int(v) in tables for v in labellings]))
+
+
+@lru_cache(maxsize=None)
+def hypercube_linear_ceiling(n_invariant: int) -> float:
+    """Ceiling of ``randlabel_acc`` for a linear encoder on ``hypercube`` with s = ``n_invariant``.
+
+    A linear encoder followed by a linear probe is a halfspace in x, and only the invariant bits
+    carry the label, so each balanced labelling of the 2^s equally likely clusters is decoded at
+    best with the accuracy of the best threshold function of the s bits. The ceiling is the mean
+    of that best accuracy over balanced labellings: exact for s <= 4 (s=1: 1, s=2: 11/12, ...).
+    For s > 4 it returns an upper bound: a labelling that is not a threshold function errs on at
+    least one of the 2^s clusters, and at most A000609(s) (else 2^(s^2)) labellings are.
+    """
+    s = int(n_invariant)
+    if s < 1:
+        raise ValueError(f"randlabel_acc needs >= 2 clusters, i.e. n_invariant >= 1, got {s}")
+    n = 2**s
+    if s > EXACT_MAX_S:
+        count = THRESHOLD_FUNCTION_COUNTS[s] if s < len(THRESHOLD_FUNCTION_COUNTS) else 2.0 ** (s * s)
+        p_separable = min(1.0, count / math.comb(n, n // 2))
+        return p_separable + (1 - p_separable) * (1 - 1 / n)
+    tables = threshold_functions(s)
+    best = np.concatenate([
+        (n - _popcount(chunk[:, None] ^ tables[None, :])).max(axis=1)
+        for chunk in np.array_split(_balanced_labellings(s), max(1, len(_balanced_labellings(s)) // 512))
+    ])
+    return float(best.mean() / n)
+
+
+# --- gmm -------------------------------------------------------------------------------------------
+def gmm_between_var(n_clusters: int, separation: float) -> float:
+    """Between-class variance per mean direction when the K means are ``separation`` times the
+    unit vertices of a regular simplex centred at 0: (1/K) Σ_k v_k v_kᵀ = I/(K-1) on the
+    (K-1)-dim mean subspace, so each mean direction gets separation² / (K-1)."""
+    if n_clusters < 2:
+        raise ValueError(f"a mixture needs n_clusters >= 2, got {n_clusters}")
+    return float(separation) ** 2 / (int(n_clusters) - 1)
+
+
+def gmm_pca_critical_nuisance(between_var: float) -> float:
+    """``nuisance_std`` at which PCA stops finding the mean subspace: the mean directions have
+    variance 1 + between_var, the nuisance ones nuisance_std², so sqrt(1 + between_var)."""
+    return math.sqrt(1.0 + between_var)
+
+
+def gmm_pca_overlap(n_clusters: int, dim: int, nuisance_std: float, between_var: float) -> float:
+    """Population ``pca_overlap``: mean squared cosine of the principal angles between the top K-1
+    principal components and the Fisher subspace (= the mean subspace, since the covariance is
+    isotropic within it). Eigenvalues: 1 + between_var (K-1 mean directions), nuisance_std²
+    (dim - K + 1 others). Mean directions on top: 1; nuisance on top: what mean directions are
+    left among the top K-1; a tie makes the top K-1 a random subspace of R^dim: (K-1)/dim."""
+    k = int(n_clusters) - 1
+    n_nuisance = int(dim) - k
+    signal, nuisance = 1.0 + between_var, float(nuisance_std) ** 2
+    if signal > nuisance or n_nuisance <= 0:
+        return 1.0
+    if math.isclose(signal, nuisance):
+        return k / int(dim)
+    return max(0, k - n_nuisance) / k
+
+
+# --- predictions per scenario ----------------------------------------------------------------------
+def _get(params: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        value = params.get(name)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            return value
+    return None
+
+
+def _constant(value: float, threshold: float, increasing: bool, note: str) -> TheoryBoundary:
+    """A metric predicted not to depend on y: past the threshold everywhere or nowhere."""
+    past = value >= threshold if increasing else value <= threshold
+    return TheoryBoundary(censored="below" if past else "above", note=f"{note} (predicted {value:.3g} at any y)")
+
+
+def _nonlinear(encoder: Any) -> bool:
+    return encoder is not None and str(encoder) != "linear"
+
+
+def predict_hypercube(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
+                      increasing: bool = True) -> TheoryBoundary | None:
+    s, encoder = _get(params, "n_invariant"), _get(params, "encoder")
+    if s is None or encoder is None or metric != "randlabel_acc" or y != "embedding_dim":
+        return None
+    s = int(s)
+    if str(encoder) == "linear":
+        ceiling = hypercube_linear_ceiling(s)
+        kind = "" if s <= EXACT_MAX_S else " (upper bound)"
+        if threshold > ceiling:
+            return TheoryBoundary(censored="above", note=(
+                f"linear encoder: randlabel_acc ceiling {ceiling:.3f}{kind} < threshold {threshold:g} at any "
+                f"embedding_dim: only labellings that are threshold functions of the {s} invariant bits are "
+                "decodable (HaoChen & Ma 2022)"))
+        if s > EXACT_MAX_S:
+            return None
+        return TheoryBoundary(float(s), note=(
+            f"linear encoder: ceiling {ceiling:.3f} >= threshold, reached once embedding_dim holds the "
+            f"{s} invariant directions"))
+    return TheoryBoundary(float(hypercube_mlp_critical_dim(s)), note=(
+        f"{encoder}: embedding_dim ~ 2^{s} = {2**s} makes every labelling of the {2**s} clusters "
+        "linearly decodable (HaoChen & Ma 2022)"))
+
+
+def predict_gmm(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
+                increasing: bool = True) -> TheoryBoundary | None:
+    k, dim = _get(params, "n_clusters"), _get(params, "dim")
+    separation, encoder = _get(params, "separation"), _get(params, "encoder")
+    if k is None:
+        return None
+    k = int(k)
+    if metric == "pca_overlap":
+        if separation is None or dim is None:
+            return None
+        between = gmm_between_var(k, separation)
+        if y == "nuisance_std":
+            low = gmm_pca_overlap(k, dim, 10 * (1 + between), between)
+            if not low < threshold <= 1.0:
+                return _constant(1.0 if threshold <= low else low, threshold, increasing, "PCA overlap")
+            return TheoryBoundary(gmm_pca_critical_nuisance(between), note=(
+                f"PCA finds the mean subspace while 1 + separation²/(K-1) = {1 + between:.3g} > nuisance_std²: "
+                f"boundary at nuisance_std = {gmm_pca_critical_nuisance(between):.3g}"))
+        nuisance = _get(params, "nuisance_std")
+        if nuisance is None or y in ("separation", "n_clusters", "dim"):
+            return None
+        return _constant(gmm_pca_overlap(k, dim, nuisance, between), threshold, increasing,
+                         "PCA overlap does not depend on the encoder")
+    if metric == "subspace_overlap" and str(encoder) == "linear":
+        if y == "embedding_dim":
+            return TheoryBoundary(max(1.0, threshold * (k - 1)), note=(
+                f"linear InfoNCE recovers the {k - 1}-dim Fisher subspace (Bansal et al. 2024); an embedding of "
+                f"E < {k - 1} dims holds E/{k - 1} of it"))
+        if y in ("nuisance_std", "separation"):
+            return _constant(1.0, threshold, increasing,
+                             f"linear InfoNCE keeps the Fisher subspace at any {y} (Bansal et al. 2024)")
+    return None
+
+
+def predict_sphere_mixing(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
+                          increasing: bool = True) -> TheoryBoundary | None:
+    latent = _get(params, "latent_dim")
+    if metric != "r2_linear" or y != "embedding_dim" or latent is None or not _nonlinear(_get(params, "encoder")):
+        return None
+    return TheoryBoundary(float(latent), note=(
+        f"InfoNCE inverts g up to an orthogonal map once embedding_dim >= latent_dim = {latent} "
+        "(Zimmermann et al. 2021; kappa moderate)"))
+
+
+def predict_content_style(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
+                          increasing: bool = True) -> TheoryBoundary | None:
+    content = _get(params, "content_dim", "n_content")
+    if metric != "content_r2" or y != "embedding_dim" or content is None:
+        return None
+    return TheoryBoundary(float(content), note=(
+        f"contrastive learning keeps the {content} content dims (von Kügelgen et al. 2021): "
+        "content_r2 high once embedding_dim >= content_dim"))
+
+
+def predict_nested_clusters(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
+                            increasing: bool = True) -> TheoryBoundary | None:
+    groups = _get(params, "n_groups")
+    if y != "embedding_dim" or groups is None:
+        return None
+    if metric in ("randlabel_acc", "cluster_acc"):
+        return TheoryBoundary(float(groups), note=(
+            f"a smooth encoder recovers the r = {groups} groups with embedding_dim ~ r (HaoChen & Ma 2022)"))
+    subclusters = _get(params, "n_subclusters")
+    if metric == "sub_randlabel_acc" and subclusters is not None:
+        total = int(groups) * int(subclusters)
+        return TheoryBoundary(float(total), note=f"all r0 = {total} sub-clusters need embedding_dim ~ r0")
+    return None
+
+
+Predictor = Callable[..., "TheoryBoundary | None"]
+PREDICTIONS: dict[str, Predictor] = {
+    "hypercube": predict_hypercube,
+    "gmm": predict_gmm,
+    "sphere_mixing": predict_sphere_mixing,
+    "content_style": predict_content_style,
+    "nested_clusters": predict_nested_clusters,
+}
+
+
+def predict(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
+            increasing: bool = True) -> TheoryBoundary | None:
+    """The predicted boundary for one row of a phase diagram (``params``: its constant config)."""
+    predictor = PREDICTIONS.get(str(_get(params, "scenario")))
+    if predictor is None:
+        return None
+    return predictor(params, y=y, metric=metric, threshold=threshold, increasing=increasing)
+
+
+def _row_params(rows: pd.DataFrame) -> dict[str, Any]:
+    """Config of a row of the diagram: every column with one value over its trials."""
+    out = {}
+    for column in rows.columns:
+        values = rows[column].dropna().unique()
+        if len(values) == 1:
+            value = values[0]
+            out[column] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
+def theory_boundaries(diagram: Any, trials: pd.DataFrame) -> pd.DataFrame:
+    """One prediction per row of a fitted ``PhaseDiagram``: its keys, ``y_theory``,
+    ``censored_theory`` and ``theory_note`` (NaN / None / "" where the theory says nothing)."""
+    keys = [diagram.x] + ([diagram.slice] if diagram.slice else [])
+    out = []
+    for _, row in diagram.boundary_.iterrows():
+        mask = np.ones(len(trials), dtype=bool)
+        for k in keys:
+            mask &= (trials[k].astype(object) == row[k]).to_numpy()
+        mine = trials[mask]
+        if "status" in mine.columns and (mine["status"] == "TERMINATED").any():
+            mine = mine[mine["status"] == "TERMINATED"]
+        params = _row_params(mine.drop(columns=[diagram.y]))
+        params.update({k: row[k] for k in keys})
+        found = predict(params, y=diagram.y, metric=diagram.metric, threshold=diagram.threshold,
+                        increasing=diagram.increasing)
+        found = found or TheoryBoundary()
+        out.append({**{k: row[k] for k in keys}, "y_theory": found.y_critical,
+                    "censored_theory": found.censored, "theory_note": found.note})
+    return pd.DataFrame(out, columns=keys + ["y_theory", "censored_theory", "theory_note"])
+
+
+# --- qualitative claims ----------------------------------------------------------------------------
+def _trend(trials: pd.DataFrame, x: str, y: str) -> float:
+    """Spearman correlation of y with x (NaN with fewer than two distinct x)."""
+    data = trials[[x, y]].dropna()
+    if data[x].nunique() < 2:
+        return math.nan
+    return float(data[x].rank().corr(data[y].rank()))
+
+
+def expectations(trials: pd.DataFrame) -> list[dict[str, Any]]:
+    """Qualitative claims of the papers checked on the trials: ``claim``, ``holds`` (bool, or None
+    when the table cannot tell) and ``detail``."""
+    ok = trials[trials["status"] == "TERMINATED"] if "status" in trials.columns else trials
+    out: list[dict[str, Any]] = []
+    scenarios = set(ok["scenario"].dropna()) if "scenario" in ok.columns else set()
+
+    def claim(text: str, holds: bool | None, detail: str) -> None:
+        out.append({"claim": text, "holds": holds, "detail": detail})
+
+    if "gmm" in scenarios:
+        gmm = ok[ok["scenario"] == "gmm"]
+        if {"nuisance_std", "pca_overlap"} <= set(gmm.columns):
+            rho = _trend(gmm, "nuisance_std", "pca_overlap")
+            claim("PCA overlap with the Fisher subspace falls as nuisance_std grows",
+                  None if math.isnan(rho) else rho < 0, f"Spearman rho = {rho:.3f}")
+        if {"nuisance_std", "pca_overlap", "subspace_overlap"} <= set(gmm.columns):
+            lin = gmm[gmm["encoder"] == "linear"] if "encoder" in gmm.columns else gmm
+            top = lin[lin["nuisance_std"] == lin["nuisance_std"].max()]
+            a, b = top["subspace_overlap"].mean(), top["pca_overlap"].mean()
+            claim("linear InfoNCE overlap beats PCA's at the largest nuisance_std (Bansal et al. 2024)",
+                  None if math.isnan(a) or math.isnan(b) else bool(a > b),
+                  f"subspace_overlap {a:.3f} vs pca_overlap {b:.3f}")
+    if "content_style" in scenarios:
+        cs = ok[ok["scenario"] == "content_style"]
+        if {"content_r2", "style_r2"} <= set(cs.columns):
+            a, b = cs["content_r2"].mean(), cs["style_r2"].mean()
+            claim("content is kept better than style (content_r2 > style_r2)",
+                  None if math.isnan(a) or math.isnan(b) else bool(a > b), f"{a:.3f} vs {b:.3f}")
+        if {"aug_noise", "style_r2"} <= set(cs.columns):
+            rho = _trend(cs, "aug_noise", "style_r2")
+            claim("style_r2 falls as aug_noise grows", None if math.isnan(rho) else rho < 0,
+                  f"Spearman rho = {rho:.3f}")
+    return out

@@ -97,7 +97,8 @@ def _parse_params(column: pd.Series) -> pd.Series:
             return numbers.astype("int64")
         return numbers.astype("float64")
     # mixed (e.g. an int-looking name among strings): keep the strings as written
-    return pd.Series([None if v is None else str(raw) for v, raw in zip(values, column)], index=column.index)
+    strings = [None if v is None else str(raw) for v, raw in zip(values, column, strict=True)]
+    return pd.Series(strings, index=column.index)
 
 
 def load_mlflow_trials(

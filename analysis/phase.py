@@ -171,9 +171,8 @@ class PhaseDiagram:
             raise ValueError("the trials table is empty: no trials to fit a phase boundary to")
         for role, name in (("x", self.x), ("y", self.y), ("metric", self.metric), ("slice", self.slice)):
             if name is not None and name not in trials.columns:
-                raise ValueError(
-                    f"{role} column {name!r} is not in the trials table; its columns: {', '.join(map(str, trials.columns))}"
-                )
+                columns = ", ".join(map(str, trials.columns))
+                raise ValueError(f"{role} column {name!r} is not in the trials table; its columns: {columns}")
         for role, name in (("y", self.y), ("metric", self.metric)):
             if not pd.api.types.is_numeric_dtype(trials[name]):
                 raise ValueError(f"{role} column {name!r} must be numeric, got dtype {trials[name].dtype}")
@@ -192,11 +191,12 @@ class PhaseDiagram:
         metric_missing = ~np.isfinite(trials[self.metric].astype(float).to_numpy())
         return np.select([failed, diverged, axis_missing, metric_missing], list(_REASONS), "")
 
-    def _t(self, y: Any) -> np.ndarray:
+    def y_coord(self, y: Any) -> np.ndarray:
+        """Position of ``y`` on the axis the boundary is interpolated on: log2 y or y."""
         y = np.asarray(y, dtype=float)
         return np.log2(y) if self.log_y_ else y
 
-    def _from_t(self, t: float) -> float:
+    def _from_coord(self, t: float) -> float:
         if not np.isfinite(t):
             return np.nan
         return float(2.0**t) if self.log_y_ else float(t)
@@ -241,13 +241,14 @@ class PhaseDiagram:
         reasons = pd.Series(reason, index=df.index)
         for key, group in df.groupby(self._keys, observed=True, sort=False):
             key = key if isinstance(key, tuple) else (key,)
-            rows.append(self._fit_row(dict(zip(self._keys, key)), group, used, reasons[group.index], rng))
+            rows.append(self._fit_row(dict(zip(self._keys, key, strict=True)), group, used, reasons[group.index], rng))
         boundary = pd.DataFrame(rows)
         rank = {v: i for i, v in enumerate(self.x_order_)}
         srank = {v: i for i, v in enumerate(self.slice_order_)}
         boundary["_order"] = [
             (srank.get(s, 0) if self.slice else 0, rank.get(v, 0))
-            for v, s in zip(boundary[self.x], boundary[self.slice] if self.slice else [None] * len(boundary))
+            for v, s in zip(boundary[self.x], boundary[self.slice] if self.slice else [None] * len(boundary),
+                            strict=True)
         ]
         self.boundary_ = boundary.sort_values("_order").drop(columns="_order").reset_index(drop=True)
         self._fit_smooth(used)
@@ -264,7 +265,7 @@ class PhaseDiagram:
         table = table.reindex(columns=self.y_grid_)
         values = table.to_numpy(dtype=float)  # (n_seeds, n_y)
         n_seeds = values.shape[0]
-        t = self._t(self.y_grid_)
+        t = self.y_coord(self.y_grid_)
         present = ~np.isnan(values).all(axis=0) if n_seeds else np.zeros(len(t), bool)
         row: dict[str, Any] = {
             **key, "y_critical": np.nan, "y_low": np.nan, "y_high": np.nan, "censored": None,
@@ -296,7 +297,7 @@ class PhaseDiagram:
             row.update(censored="above", y_bound=float(self.y_grid_[present][-1]))
             notes.append(f"censored: not past the threshold at the largest {self.y} ({row['y_bound']:g})")
         else:
-            row["y_critical"] = self._from_t(point)
+            row["y_critical"] = self._from_coord(point)
         if n_seeds < 2 or self.n_boot < 1:
             notes.append("one seed: no confidence interval" if n_seeds < 2 else "no bootstrap asked for")
         else:
@@ -309,7 +310,7 @@ class PhaseDiagram:
                 alpha = 1.0 - self.ci
                 low = np.quantile(lower[keep], alpha / 2, method="inverted_cdf")
                 high = np.quantile(upper[keep], 1 - alpha / 2, method="inverted_cdf")
-                row["y_low"], row["y_high"] = self._from_t(low), self._from_t(high)
+                row["y_low"], row["y_high"] = self._from_coord(low), self._from_coord(high)
                 if not np.isfinite(low) or not np.isfinite(high):
                     notes.append("interval open-ended: some bootstrap replicates are censored")
         if row["n_cells_missing"]:
@@ -348,7 +349,7 @@ class PhaseDiagram:
         return np.stack([labels == str(o) for o in order], axis=1).astype(float)
 
     def _features(self, df: pd.DataFrame) -> np.ndarray:
-        parts = [self._t(df[self.y])[:, None],
+        parts = [self.y_coord(df[self.y])[:, None],
                  self._axis_features(df[self.x], self.x_order_, self.x_numeric_, self.x)]
         if self.slice:
             parts.append(self._axis_features(df[self.slice], self.slice_order_, self.slice_numeric_, self.slice))
@@ -364,7 +365,7 @@ class PhaseDiagram:
             warnings.simplefilter("ignore")
             model.fit(self._features(used), labels)
         self.smooth_ = model
-        t_lo, t_hi = self._t(self.y_grid_[[0, -1]])
+        t_lo, t_hi = self.y_coord(self.y_grid_[[0, -1]])
         if t_hi <= t_lo:
             return
         ends = pd.DataFrame({
@@ -376,7 +377,9 @@ class PhaseDiagram:
         with np.errstate(divide="ignore", invalid="ignore"):
             t_star = t_lo - logit[0] / slope
         inside = (slope != 0) & (t_star >= t_lo) & (t_star <= t_hi)
-        self.boundary_["y_smooth"] = [self._from_t(v) if ok else np.nan for v, ok in zip(t_star, inside)]
+        self.boundary_["y_smooth"] = [
+            self._from_coord(v) if ok else np.nan for v, ok in zip(t_star, inside, strict=True)
+        ]
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         """(n, 2): P(metric < threshold), P(metric >= threshold) under the smooth fit at each row's

@@ -89,7 +89,7 @@ def make_phase_trials(
         expected = planted_metric(np.asarray(y_values), y_star, threshold=threshold, low=low, high=high,
                                   width=width, increasing=increasing)
         for seed in range(n_seeds):
-            for y_value, mean in zip(y_values, expected):
+            for y_value, mean in zip(y_values, expected, strict=True):
                 value = float(np.clip(mean + rng.normal(0, noise), 0, 1))
                 cfg = {**base, y: y_value, "seed": seed}
                 n_params = count_params(cfg["encoder"], cfg["width"], cfg["depth"], dim, int(cfg["embedding_dim"])

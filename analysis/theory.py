@@ -15,7 +15,7 @@ make no quantitative prediction. ``PREDICTIONS`` maps scenario names to those fu
   nuisance ones (``gmm_pca_overlap``, closed form).
 - sphere_mixing (Zimmermann et al. 2021): ``r2_linear`` -> 1 once a nonlinear encoder's
   embedding_dim reaches ``latent_dim`` (kappa moderate).
-- content_style (von Kügelgen et al. 2021; Bizeul et al. 2024): content kept (``content_r2``
+- content_style (Bizeul, Schölkopf & Allen 2024): content kept (``content_r2``
   high once embedding_dim >= content dim), style discarded (``style_r2`` falls with aug_noise).
 - nested_clusters (HaoChen & Ma 2022): group recovery needs embedding_dim ~ n_groups, not the
   number of sub-clusters.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from itertools import combinations
 from typing import Any
 
@@ -55,7 +55,7 @@ def hypercube_mlp_critical_dim(n_invariant: int) -> int:
     return 2 ** int(n_invariant)
 
 
-@lru_cache(maxsize=None)
+@cache
 def threshold_functions(s: int) -> np.ndarray:
     """Truth tables of every linear threshold function of s inputs (constants included).
 
@@ -84,6 +84,9 @@ def _balanced_labellings(s: int) -> np.ndarray:
 
 
 def _popcount(values: np.ndarray) -> np.ndarray:
+    """Number of set bits of each non-negative int64."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return np.bitwise_count(values).astype(np.int64)
     values = values.astype(np.int64)
     count = np.zeros(values.shape, dtype=np.int64)
     while values.any():
@@ -100,7 +103,7 @@ def hypercube_linear_separable_fraction(n_invariant: int) -> float:
     return float(np.mean([int(v) in tables for v in labellings]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def hypercube_linear_ceiling(n_invariant: int) -> float:
     """Ceiling of ``randlabel_acc`` for a linear encoder on ``hypercube`` with s = ``n_invariant``.
 
@@ -119,10 +122,10 @@ def hypercube_linear_ceiling(n_invariant: int) -> float:
         count = THRESHOLD_FUNCTION_COUNTS[s] if s < len(THRESHOLD_FUNCTION_COUNTS) else 2.0 ** (s * s)
         p_separable = min(1.0, count / math.comb(n, n // 2))
         return p_separable + (1 - p_separable) * (1 - 1 / n)
-    tables = threshold_functions(s)
-    best = np.concatenate([
+    tables, labellings = threshold_functions(s), _balanced_labellings(s)
+    best = np.concatenate([  # agreements of each labelling with its best threshold function
         (n - _popcount(chunk[:, None] ^ tables[None, :])).max(axis=1)
-        for chunk in np.array_split(_balanced_labellings(s), max(1, len(_balanced_labellings(s)) // 512))
+        for chunk in np.array_split(labellings, max(1, len(labellings) // 512))
     ])
     return float(best.mean() / n)
 
@@ -152,10 +155,12 @@ def gmm_pca_overlap(n_clusters: int, dim: int, nuisance_std: float, between_var:
     k = int(n_clusters) - 1
     n_nuisance = int(dim) - k
     signal, nuisance = 1.0 + between_var, float(nuisance_std) ** 2
-    if signal > nuisance or n_nuisance <= 0:
+    if n_nuisance <= 0:
         return 1.0
     if math.isclose(signal, nuisance):
         return k / int(dim)
+    if signal > nuisance:
+        return 1.0
     return max(0, k - n_nuisance) / k
 
 
@@ -252,7 +257,7 @@ def predict_content_style(params: Mapping[str, Any], *, y: str, metric: str, thr
     if metric != "content_r2" or y != "embedding_dim" or content is None:
         return None
     return TheoryBoundary(float(content), note=(
-        f"contrastive learning keeps the {content} content dims (von Kügelgen et al. 2021): "
+        f"contrastive learning keeps the {content} content dims (Bizeul et al. 2024): "
         "content_r2 high once embedding_dim >= content_dim"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from ray.tune import Callback
@@ -23,8 +24,12 @@ def config_of(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error_text(trial: Trial) -> str:
-    err = trial.get_error()
-    text = str(err) if err is not None else "trial failed"
+    """The end of the trial's traceback, from the error file Tune has just written on this node."""
+    text = ""
+    if trial.error_file and os.path.exists(trial.error_file):
+        with open(trial.error_file) as f:
+            text = f.read()
+    text = text or str(trial.get_error() or "trial failed")
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return "\n".join(lines[-12:])  # the exception, not Ray's whole wrapper
 

@@ -10,6 +10,7 @@ finished trials are kept, unfinished ones continue from their last checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -196,6 +197,10 @@ def run_study(
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # Parquet + MLflow record everything
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # a killed driver loses at most ~2 s of state
+    # Snapshots after each checkpoint are what make --resume exact; Tune warns about their rate.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's result-file loggers are off (above), so its end-of-run summary cannot read them.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     started_ray = _init_ray(address, verbose)
     import ray
     from ray import tune

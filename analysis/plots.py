@@ -1,0 +1,250 @@
+"""Figures of a phase diagram. Each function takes ``ax=None`` (or one Axes per panel) and returns
+the figure; ``save_png`` writes it at a fixed size (no tight bbox, so the pixel size is known).
+
+New figures are ``matplotlib.figure.Figure`` objects, not pyplot figures: no global state, no
+backend needed to save them, and notebooks still display them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from analysis.phase import OK_STATUS, PhaseDiagram
+
+PANEL_SIZE = (4.5, 4.0)  # inches per panel
+DPI = 100
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
+    """Write ``fig`` as PNG of exactly ``fig.get_size_inches() * dpi`` pixels."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def _panels(n: int, ax: Axes | Sequence[Axes] | None, extra_width: float = 0.0) -> tuple[Figure, list[Axes]]:
+    if ax is None:
+        fig = Figure(figsize=(PANEL_SIZE[0] * n + extra_width, PANEL_SIZE[1]), layout="constrained")
+        return fig, list(fig.subplots(1, n, squeeze=False)[0])
+    axes = [ax] if isinstance(ax, Axes) else list(ax)
+    if len(axes) != n:
+        raise ValueError(f"this figure has {n} panel(s) (one per slice); got {len(axes)} Axes")
+    return axes[0].get_figure(), axes
+
+
+def _slice_rows(frame: pd.DataFrame, diagram: PhaseDiagram, value: Any) -> pd.DataFrame:
+    return frame if not diagram.slice else frame[frame[diagram.slice] == value]
+
+
+def _aligned(frame: pd.DataFrame, diagram: PhaseDiagram, column: str) -> np.ndarray:
+    """``frame[column]`` in ``diagram.x_order_`` (NaN where an x has no row)."""
+    by_x = dict(zip(frame[diagram.x], frame[column], strict=True))
+    return np.array([by_x.get(v, np.nan) for v in diagram.x_order_], dtype=object)
+
+
+def _title(diagram: PhaseDiagram, value: Any) -> str:
+    side = ">=" if diagram.increasing else "<="
+    head = f"{diagram.metric} {side} {diagram.threshold:g}"
+    return head if not diagram.slice else f"{head}  |  {diagram.slice} = {value}"
+
+
+def plot_phase_diagram(
+    diagram: PhaseDiagram, theory: pd.DataFrame | None = None, *, ax: Axes | Sequence[Axes] | None = None,
+    cmap: str = "viridis",
+) -> Figure:
+    """Heat map of the seed-averaged metric over (x, y), one panel per slice, with the fitted
+    boundary (white), its interval (band), censored rows (triangles at the edge they lie beyond)
+    and the theory's boundary (red dashes; ``theory`` from ``analysis.theory.theory_boundaries``)."""
+    fig, axes = _panels(len(diagram.slice_order_), ax, extra_width=1.0)
+    grid, t_grid = diagram.y_grid_, diagram.y_coord(diagram.y_grid_)
+    n_x, n_y = len(diagram.x_order_), len(grid)
+    xs = np.arange(n_x, dtype=float)
+    means = diagram.cells_["mean"]
+    vmin, vmax = float(np.nanmin(means)), float(np.nanmax(means))
+    colormap = colormaps[cmap].copy()
+    colormap.set_bad("0.85")
+
+    def pos(values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values, dtype=float)
+        out = np.full(v.shape, np.nan)
+        ok = np.isfinite(v) & ((v > 0) | (not diagram.log_y_))
+        out[ok] = np.interp(diagram.y_coord(v[ok]), t_grid, np.arange(n_y))
+        return out
+
+    image = None
+    for panel, value in zip(axes, diagram.slice_order_, strict=True):
+        cells = _slice_rows(diagram.cells_, diagram, value)
+        matrix = cells.pivot_table(index=diagram.y, columns=diagram.x, values="mean", observed=False)
+        matrix = matrix.reindex(index=grid, columns=diagram.x_order_)
+        image = panel.imshow(np.ma.masked_invalid(matrix.to_numpy(dtype=float)), origin="lower", aspect="auto",
+                             cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        rows = _slice_rows(diagram.boundary_, diagram, value)
+        crit = pos(_aligned(rows, diagram, "y_critical"))
+        low, high = pos(_aligned(rows, diagram, "y_low")), pos(_aligned(rows, diagram, "y_high"))
+        low = np.where(np.isnan(low) & ~np.isnan(high), -0.5, low)
+        high = np.where(np.isnan(high) & ~np.isnan(low), n_y - 0.5, high)
+        band = ~np.isnan(low) & ~np.isnan(high)
+        panel.fill_between(xs, low, high, where=band, color="white", alpha=0.35, linewidth=0, step="mid")
+        panel.plot(xs, crit, "o-", color="white", markeredgecolor="black", linewidth=1.5)
+        censored = _aligned(rows, diagram, "censored")
+        for side, y_edge, marker in (("above", n_y - 0.75, "^"), ("below", -0.25, "v")):
+            hit = np.array([c == side for c in censored])
+            panel.plot(xs[hit], np.full(hit.sum(), y_edge), marker, color="white", markeredgecolor="black",
+                       markersize=9, linestyle="none")
+        if theory is not None and len(theory):
+            mine = _slice_rows(theory, diagram, value)
+            predicted = np.clip(pos(_aligned(mine, diagram, "y_theory")), -0.5, n_y - 0.5)
+            panel.plot(xs, predicted, "x--", color="red", linewidth=1.5, markersize=8)
+            cens = _aligned(mine, diagram, "censored_theory")
+            for side, y_edge, marker in (("above", n_y - 0.75, "^"), ("below", -0.25, "v")):
+                hit = np.array([c == side for c in cens])
+                panel.plot(xs[hit], np.full(hit.sum(), y_edge), marker, markerfacecolor="none",
+                           markeredgecolor="red", markersize=13, markeredgewidth=1.5, linestyle="none")
+        panel.set_xticks(xs, [str(v) for v in diagram.x_order_],
+                         rotation=45 if max(len(str(v)) for v in diagram.x_order_) > 4 else 0, ha="right")
+        panel.set_yticks(np.arange(n_y), [f"{v:g}" for v in grid])
+        panel.set_xlim(-0.5, n_x - 0.5)
+        panel.set_ylim(-0.5, n_y - 0.5)
+        panel.set_xlabel(diagram.x)
+        panel.set_ylabel(diagram.y)
+        panel.set_title(_title(diagram, value), fontsize=9)
+    handles = [Line2D([], [], marker="o", color="white", markeredgecolor="black", label="fitted boundary"),
+               Patch(color="0.6", alpha=0.5, label=f"{diagram.ci:.0%} interval"),
+               Line2D([], [], marker="^", color="white", markeredgecolor="black", linestyle="none",
+                      label="censored (beyond range)")]
+    if theory is not None and len(theory):
+        handles.append(Line2D([], [], marker="x", color="red", linestyle="--", label="theory"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    if image is not None:
+        fig.colorbar(image, ax=axes, label=f"{diagram.metric} (seed mean)", shrink=0.9)
+    return fig
+
+
+def plot_metric_curves(diagram: PhaseDiagram, *, ax: Axes | Sequence[Axes] | None = None) -> Figure:
+    """Seed-mean metric against y, one line per x, with the seeds' ±1 std band; one panel per slice."""
+    fig, axes = _panels(len(diagram.slice_order_), ax)
+    colors = colormaps["viridis"](np.linspace(0, 0.9, max(2, len(diagram.x_order_))))
+    for panel, value in zip(axes, diagram.slice_order_, strict=True):
+        cells = _slice_rows(diagram.cells_, diagram, value)
+        for color, x_value in zip(colors, diagram.x_order_, strict=False):
+            line = cells[cells[diagram.x] == x_value].sort_values(diagram.y)
+            if not len(line):
+                continue
+            y, mean, std = (line[c].to_numpy(dtype=float) for c in (diagram.y, "mean", "std"))
+            panel.plot(y, mean, "o-", color=color, markersize=3, label=str(x_value))
+            panel.fill_between(y, mean - std, mean + std, where=~np.isnan(std), color=color, alpha=0.2, linewidth=0)
+        panel.axhline(diagram.threshold, color="red", linestyle=":", linewidth=1)
+        if diagram.log_y_:
+            panel.set_xscale("log", base=2)
+        panel.set_xlabel(diagram.y)
+        panel.set_ylabel(f"{diagram.metric} (mean ± std over seeds)")
+        panel.set_title(_title(diagram, value), fontsize=9)
+    axes[0].legend(title=diagram.x, fontsize=7, title_fontsize=7, loc="best")
+    return fig
+
+
+def _check_columns(trials: pd.DataFrame, *names: str) -> None:
+    for name in names:
+        if name not in trials.columns:
+            columns = ", ".join(map(str, trials.columns))
+            raise ValueError(f"column {name!r} is not in the trials table; its columns: {columns}")
+
+
+def plot_loss_vs_accuracy(
+    trials: pd.DataFrame, *, loss: str = "train_loss", metric: str = "probe_acc", by: str = "capacity",
+    ax: Axes | None = None,
+) -> Figure:
+    """Final contrastive loss against downstream accuracy, one colour per ``by`` (e.g. encoder
+    capacity): lower loss need not mean better transfer across function classes (Saunshi et al. 2022)."""
+    _check_columns(trials, loss, metric)
+    by = by if by in trials.columns else ("encoder" if "encoder" in trials.columns else None)
+    ok = trials
+    if "status" in ok.columns:
+        ok = ok[ok["status"] == OK_STATUS]
+    if "diverged" in ok.columns:
+        ok = ok[ok["diverged"].fillna(0).astype(float) == 0]
+    ok = ok[np.isfinite(ok[loss].astype(float)) & np.isfinite(ok[metric].astype(float))]
+    if ax is None:
+        fig = Figure(figsize=(PANEL_SIZE[0] + 1.5, PANEL_SIZE[1]), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.get_figure()
+    groups = [(None, ok)] if by is None else list(ok.groupby(by, observed=True, sort=True))
+    colors = colormaps["viridis"](np.linspace(0, 0.9, max(2, len(groups))))
+    for color, (name, group) in zip(colors, groups, strict=False):
+        ax.scatter(group[loss], group[metric], s=14, color=color, alpha=0.7, label=None if name is None else str(name))
+    rho = ok[loss].rank().corr(ok[metric].rank()) if len(ok) > 2 else math.nan
+    ax.set_xlabel(f"{loss} (final contrastive loss)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"loss vs {metric} across {by or 'trials'}  (Spearman ρ = {rho:.2f})", fontsize=9)
+    if by is not None:
+        ax.legend(title=by, fontsize=7, title_fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def plot_agreement(table: pd.DataFrame, diagram: PhaseDiagram, *, ax: Axes | None = None) -> Figure:
+    """Fitted against predicted boundary (``table`` from ``analysis.agreement.compare``), on the y
+    axis's scale, with the fitted interval, the diagonal and a one-grid-step band. Censored values
+    sit beyond the range's edges (triangles); green agrees, red does not."""
+    if ax is None:
+        fig = Figure(figsize=PANEL_SIZE, layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.get_figure()
+    t_grid = diagram.y_coord(diagram.y_grid_)
+    step = float(np.median(np.diff(t_grid))) if len(t_grid) > 1 else 1.0
+    lo, hi = t_grid[0] - step, t_grid[-1] + step
+    rows = table[table["agree"].notna()]
+
+    def coord(value: Any, side: Any) -> float:
+        if side == "below":
+            return lo
+        if side == "above":
+            return hi
+        if value is None or pd.isna(value) or (diagram.log_y_ and value <= 0):
+            return math.nan
+        return float(np.clip(diagram.y_coord(value), lo, hi))
+
+    for row in rows.to_dict("records"):
+        tx = coord(row["y_theory"], row["censored_theory"])
+        ty = coord(row["y_critical"], row["censored"])
+        color = "tab:green" if row["agree"] else "tab:red"
+        marker = "^" if isinstance(row["censored"], str) or isinstance(row["censored_theory"], str) else "o"
+        if not isinstance(row["censored"], str) and not math.isnan(ty):
+            low = lo if pd.isna(row["y_low"]) else float(diagram.y_coord(row["y_low"]))
+            high = hi if pd.isna(row["y_high"]) else float(diagram.y_coord(row["y_high"]))
+            if not (pd.isna(row["y_low"]) and pd.isna(row["y_high"])):
+                ax.plot([tx, tx], [low, high], color=color, alpha=0.5, linewidth=2)
+        ax.plot(tx, ty, marker, color=color, markersize=7)
+    diagonal = np.array([lo, hi])
+    ax.plot(diagonal, diagonal, color="black", linewidth=1)
+    ax.fill_between(diagonal, diagonal - step, diagonal + step, color="0.5", alpha=0.15, linewidth=0)
+    for edge in (t_grid[0], t_grid[-1]):
+        ax.axhline(edge, color="0.7", linestyle=":", linewidth=0.8)
+        ax.axvline(edge, color="0.7", linestyle=":", linewidth=0.8)
+    ticks = t_grid if len(t_grid) <= 10 else t_grid[:: int(math.ceil(len(t_grid) / 10))]
+    labels = [f"{2**t:g}" if diagram.log_y_ else f"{t:g}" for t in ticks]
+    ax.set_xticks(ticks, labels)
+    ax.set_yticks(ticks, labels)
+    ax.set_xlim(lo - step / 2, hi + step / 2)
+    ax.set_ylim(lo - step / 2, hi + step / 2)
+    ax.set_xlabel(f"predicted critical {diagram.y}")
+    ax.set_ylabel(f"fitted critical {diagram.y}")
+    n, k = len(rows), int(rows["agree"].astype(bool).sum()) if len(rows) else 0
+    deltas = table["delta"].dropna()
+    ratio = f", mean log2 ratio {deltas.mean():+.2f}" if diagram.log_y_ and len(deltas) else ""
+    ax.set_title(f"fitted vs theory: {k}/{n} rows agree{ratio}" if n else "no theory prediction for this diagram",
+                 fontsize=9)
+    return fig

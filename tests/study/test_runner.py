@@ -1,0 +1,117 @@
+"""End to end with a real local Ray and a real sqlite MLflow store."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from study.records import TUNE_FIELDS
+from study.runner import StudyError, run_study
+from tests.study.conftest import TINY, free_port, write_spec
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _mlflow(store: str, study: str):
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name(study)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("clphase.role") == "parent"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def test_a_grid_study_lands_once_per_trial_in_parquet_and_mlflow(tmp_path, tmp_store):
+    spec = write_spec(tmp_path, grid={"capacity": [{"encoder": "linear"}, {"encoder": "mlp", "width": 8, "depth": 1}],
+                                      "embedding_dim": [2, 4]})
+    result = run_study(spec, out=tmp_path / "runs", tracking_uri=tmp_store)
+    assert (result.n_trials, result.n_finished, result.n_failed, result.interrupted) == (4, 4, 0, False)
+
+    trials = pd.read_parquet(result.study_dir / "trials.parquet")
+    history = pd.read_parquet(result.study_dir / "history.parquet")
+    assert len(trials) == 4 and trials["trial_id"].is_unique and set(trials["status"]) == {"TERMINATED"}
+    for column in ["study", "trial_id", "status", "scenario", "encoder", "embedding_dim", "seed", "randlabel_acc",
+                   "n_params", "wall_s", "train_s", "eval_s", "diverged", "node_ip"]:
+        assert column in trials, column
+    assert not any(c.startswith("config/") for c in trials.columns)
+    assert not (set(trials.columns) & (TUNE_FIELDS - {"node_ip", "trial_id"}))
+    assert sorted(trials.groupby(["encoder", "embedding_dim"]).size()) == [1, 1, 1, 1]
+    assert (trials.loc[trials.encoder == "mlp", "n_params"] > trials.loc[trials.encoder == "linear", "n_params"].max()).all()
+    assert len(history) == 8 and sorted(history["step"].unique()) == [20, 40]
+
+    client, parents, children = _mlflow(tmp_store, "tiny")
+    assert len(parents) == 1 and parents[0].info.run_id == result.parent_run_id
+    assert parents[0].info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(result.parent_run_id)] == ["tiny.yaml"]
+    assert len(children) == 4
+    assert {c.data.tags["trial_id"] for c in children} == set(trials["trial_id"])
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == result.parent_run_id
+        assert child.info.status == "FINISHED"
+        assert child.data.params["embedding_dim"] in {"2", "4"} and child.data.params["scenario"] == "hypercube"
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "randlabel_acc")]
+        assert steps == [20, 40]
+        row = trials[trials.trial_id == child.data.tags["trial_id"]].iloc[0]
+        assert child.data.metrics["randlabel_acc"] == pytest.approx(row["randlabel_acc"])
+
+    with pytest.raises(StudyError, match="--resume"):  # a second run never overwrites the first
+        run_study(spec, out=tmp_path / "runs", tracking_uri=tmp_store)
+    assert len(pd.read_parquet(result.study_dir / "trials.parquet")) == 4
+
+
+def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(tmp_path, tmp_store):
+    # `cuda:7` passes validation but cannot be used here: a real runtime failure.
+    spec = write_spec(tmp_path, name="faulty", grid={"device": ["cpu", "cuda:7"]}, max_failures=0)
+    result = run_study(spec, out=tmp_path / "runs", tracking_uri=tmp_store)
+    assert (result.n_finished, result.n_failed) == (1, 1)
+    trials = pd.read_parquet(result.study_dir / "trials.parquet").set_index("device")
+    assert trials.loc["cpu", "status"] == "TERMINATED" and trials.loc["cuda:7", "status"] == "ERROR"
+    assert "cuda" in trials.loc["cuda:7", "error"].lower() or "CUDA" in trials.loc["cuda:7", "error"]
+    _, _, children = _mlflow(tmp_store, "faulty")
+    status = {c.data.params["device"]: c.info.status for c in children}
+    assert status == {"cpu": "FINISHED", "cuda:7": "FAILED"}
+    failed = next(c for c in children if c.info.status == "FAILED")
+    assert failed.data.tags["error"]
+
+
+def test_an_optuna_study_samples_within_its_distributions(tmp_path, tmp_store):
+    spec = write_spec(tmp_path, name="tpe", grid={}, num_samples=3, max_concurrent=2,
+                      searcher={"type": "optuna", "sampler": "tpe", "seed": 3},
+                      search={"lr": {"loguniform": [1e-4, 1e-2]}, "embedding_dim": {"choice": [2, 8]}})
+    result = run_study(spec, out=tmp_path / "runs", tracking_uri=tmp_store)
+    trials = pd.read_parquet(result.study_dir / "trials.parquet")
+    assert len(trials) == 3 and set(trials["status"]) == {"TERMINATED"}
+    assert trials["lr"].between(1e-4, 1e-2).all() and set(trials["embedding_dim"]) <= {2, 8}
+    assert trials["lr"].nunique() == 3
+
+
+def test_asha_stops_a_clearly_worse_trial_early(tmp_path, tmp_store):
+    # Sequential trials: the strong one sets the rung's cutoff, the weak one falls below it and stops.
+    strong = {"encoder": "mlp", "width": 32, "depth": 1, "embedding_dim": 8}
+    weak = {"encoder": "linear", "embedding_dim": 1}
+    spec = write_spec(tmp_path, name="asha", grid={"capacity": [strong, weak]}, max_concurrent=1,
+                      trainable={**TINY, "steps": 120, "eval_every": 20},
+                      scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2})
+    result = run_study(spec, out=tmp_path / "runs", tracking_uri=tmp_store)
+    trials = pd.read_parquet(result.study_dir / "trials.parquet").set_index("encoder")
+    assert set(trials["status"]) == {"TERMINATED"}
+    assert trials.loc["mlp", "step"] == 120
+    assert trials.loc["linear", "step"] < 120
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_a_gpu_request_without_a_gpu_is_refused_before_anything_starts(tmp_path, tmp_store):
+    spec = write_spec(tmp_path, name="gpu", resources={"cpu": 1, "gpu": 0.25})
+    with pytest.raises(StudyError, match="no GPU"):
+        run_study(spec, out=tmp_path / "runs", tracking_uri=tmp_store)
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_unreachable_tracking_server_is_a_clear_error(tmp_path):
+    spec = write_spec(tmp_path, name="nosrv")
+    with pytest.raises(StudyError, match="cannot reach the MLflow tracking store"):
+        run_study(spec, out=tmp_path / "runs", tracking_uri=f"http://127.0.0.1:{free_port()}")
+    assert not (tmp_path / "runs" / "nosrv" / "trials.parquet").exists()

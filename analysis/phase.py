@@ -250,7 +250,10 @@ class PhaseDiagram:
             for v, s in zip(boundary[self.x], boundary[self.slice] if self.slice else [None] * len(boundary),
                             strict=True)
         ]
-        self.boundary_ = boundary.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+        boundary = boundary.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+        boundary["censored"] = pd.Series([c if isinstance(c, str) else None for c in boundary["censored"]],
+                                         dtype=object)
+        self.boundary_ = boundary
         self._fit_smooth(used)
         self._summarise_notes()
         return self

@@ -73,8 +73,7 @@ def plot_phase_diagram(
     xs = np.arange(n_x, dtype=float)
     means = diagram.cells_["mean"]
     vmin, vmax = float(np.nanmin(means)), float(np.nanmax(means))
-    colormap = colormaps[cmap].copy()
-    colormap.set_bad("0.85")
+    colormap = colormaps[cmap].with_extremes(bad="0.85")  # missing cells in grey
 
     def pos(values: np.ndarray) -> np.ndarray:
         v = np.asarray(values, dtype=float)

@@ -1,0 +1,77 @@
+"""Figures: valid PNGs of the expected pixel size; ``ax`` is honoured."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+
+from analysis.agreement import compare
+from analysis.load import tidy
+from analysis.phase import PhaseDiagram
+from analysis.planted import make_phase_trials
+from analysis.plots import (
+    plot_agreement,
+    plot_loss_vs_accuracy,
+    plot_metric_curves,
+    plot_phase_diagram,
+    save_png,
+)
+from analysis.theory import theory_boundaries
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def sliced():
+    critical = {(cap, noise): y * (1 + 3 * noise)
+                for cap, y in {"linear": math.inf, "mlp-16x1": 6.0, "mlp-64x2": 10.0}.items() for noise in (0.0, 0.5)}
+    trials = tidy(make_phase_trials(critical, slice="aug_noise", n_seeds=3, random_state=0))
+    diagram = PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9, slice="aug_noise",
+                           n_boot=200, random_state=0).fit(trials)
+    return diagram, trials
+
+
+def assert_png(path, width: int, height: int) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert imread(path).shape[:2] == (height, width)
+
+
+def test_phase_diagram_has_one_panel_per_slice_and_the_expected_size(sliced, tmp_path):
+    diagram, trials = sliced
+    fig = plot_phase_diagram(diagram, theory_boundaries(diagram, trials))
+    heat_maps = [ax for ax in fig.axes if ax.images]
+    assert len(heat_maps) == 2 and heat_maps[1].get_title().endswith("aug_noise = 0.5")
+    assert_png(save_png(fig, tmp_path / "phase.png"), 1000, 400)  # (2 * 4.5 + 1) x 4 in at 100 dpi
+
+
+def test_metric_curves_and_loss_vs_accuracy_and_agreement(sliced, tmp_path):
+    diagram, trials = sliced
+    assert_png(save_png(plot_metric_curves(diagram), tmp_path / "curves.png"), 900, 400)
+    fig = plot_loss_vs_accuracy(trials)
+    assert fig.axes[0].get_legend().get_title().get_text() == "capacity"
+    assert_png(save_png(fig, tmp_path / "loss.png"), 600, 400)
+    table = compare(diagram, theory_boundaries(diagram, trials))
+    fig = plot_agreement(table, diagram)
+    assert "rows agree" in fig.axes[0].get_title()
+    assert_png(save_png(fig, tmp_path / "agree.png", dpi=50), 225, 200)
+
+
+def test_plots_draw_into_given_axes_and_return_their_figure(sliced):
+    diagram, trials = sliced
+    for plot in (plot_metric_curves, plot_phase_diagram):
+        fig = Figure(figsize=(8, 3))
+        axes = fig.subplots(1, 2)
+        assert plot(diagram, ax=list(axes)) is fig
+    single = Figure().subplots()
+    assert plot_loss_vs_accuracy(trials, ax=single) is single.get_figure()
+    with pytest.raises(ValueError, match="2 panel"):
+        plot_phase_diagram(diagram, ax=single)
+
+
+def test_loss_vs_accuracy_names_missing_columns(sliced):
+    _, trials = sliced
+    with pytest.raises(ValueError, match=r"'contrastive_loss' is not in the trials table; its columns: .*train_loss"):
+        plot_loss_vs_accuracy(trials, loss="contrastive_loss")

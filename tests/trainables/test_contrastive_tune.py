@@ -1,0 +1,77 @@
+"""The Tune trainable under a real local Ray: every scenario runs, and a failed trial resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from ray import tune
+
+from trainables.contrastive import contrastive, train
+from trainables.scenarios import SCENARIOS
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import test modules
+
+SMALL = {"steps": 40, "eval_every": 20, "batch_size": 64, "n_eval": 256, "embedding_dim": 4, "encoder": "mlp",
+         "width": 16, "depth": 1}
+
+
+def _tune(trainable, param_space, tmp_path, max_failures=0):
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="t", verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=max_failures)),
+    )
+    return tuner.fit()
+
+
+def test_one_trial_of_every_scenario_runs_through_tune(tmp_path):
+    results = _tune(contrastive, {**SMALL, "scenario": tune.grid_search(sorted(SCENARIOS))}, tmp_path)
+    assert len(results) == len(SCENARIOS) and not results.errors
+    for result in results:
+        assert result.metrics["step"] == 40 and result.metrics["diverged"] == 0
+        assert math.isfinite(result.metrics["effective_rank"])
+        assert result.checkpoint is not None
+        assert list(result.metrics_dataframe["step"]) == [20, 40]
+
+
+def flaky(config):
+    """The real trainable, with one fault injected right after its first checkpoint."""
+    marker = Path(config["marker"])
+    real_report = tune.report
+
+    def report(metrics, checkpoint=None):
+        real_report(metrics, checkpoint=checkpoint)
+        if not marker.exists():
+            marker.touch()
+            raise RuntimeError("injected fault after the first checkpoint")
+
+    tune.report = report
+    try:
+        contrastive({k: v for k, v in config.items() if k != "marker"})
+    finally:
+        tune.report = real_report
+
+
+def test_a_failed_trial_resumes_from_its_checkpoint_and_ends_as_if_never_interrupted(tmp_path):
+    config = {**SMALL, "scenario": "hypercube", "dim": 8, "n_invariant": 2, "steps": 60}
+    results = _tune(flaky, {**config, "marker": str(tmp_path / "failed_once")}, tmp_path, max_failures=1)
+    assert (tmp_path / "failed_once").exists() and not results.errors
+    resumed = results[0].metrics
+    plain = train(config)
+    for key, value in plain.items():
+        if key not in ("train_s", "eval_s"):
+            assert resumed[key] == pytest.approx(value, rel=1e-6, nan_ok=True), key
+
+
+def test_a_diverging_trial_ends_cleanly_through_tune(tmp_path):
+    config = {**SMALL, "scenario": "hypercube", "loss": "spectral", "lr": 1e4}
+    results = _tune(contrastive, config, tmp_path)
+    assert not results.errors
+    assert results[0].metrics["diverged"] == 1

@@ -105,8 +105,10 @@ class PhaseDiagram:
     ----------
     x, y : columns of the trials table; ``y`` is numeric (e.g. ``embedding_dim``), ``x`` may be
         categorical (e.g. ``capacity``) or numeric.
-    metric, threshold : the phase is ``metric >= threshold`` (``increasing=True``: the metric
-        rises with y) or, with ``increasing=False``, the metric falls below ``threshold`` as y grows.
+    metric, threshold : the boundary is where the seed-mean metric crosses ``threshold``.
+    increasing : True: the metric rises with y (the phase is ``metric >= threshold`` above the
+        boundary); False: it falls with y (e.g. ``pca_overlap`` along ``nuisance_std``); None: the
+        sign of the rank correlation of metric and y over the usable trials decides (``increasing_``).
     slice : optional third axis (e.g. ``aug_noise``): one boundary per (x, slice) value.
     n_boot, ci : bootstrap replicates over seeds and the coverage of the interval.
     seed_col : the column that identifies a replicate (absent: the trials of a cell are the replicates).
@@ -122,6 +124,7 @@ class PhaseDiagram:
         ``y_smooth`` (the smooth fit's boundary, NaN outside the range) and ``note``.
     cells_ : DataFrame, one row per (x, slice, y) cell: ``mean``, ``std``, ``min``, ``max``, ``n``.
     y_grid_, x_order_, slice_order_ : the axes' values in order.
+    increasing_ : bool, the direction used (given, or inferred from the data).
     excluded_ : dict, counts of trials left out by reason (failed, diverged, missing_axis,
         missing_metric).
     notes_ : list of str, what a reader of the boundary should know.
@@ -136,7 +139,7 @@ class PhaseDiagram:
         metric: str,
         threshold: float,
         slice: str | None = None,
-        increasing: bool = True,
+        increasing: bool | None = None,
         n_boot: int = 1000,
         ci: float = 0.95,
         seed_col: str = "seed",
@@ -226,6 +229,7 @@ class PhaseDiagram:
         self.slice_numeric_ = bool(self.slice) and _is_numeric(self.slice_order_)
 
         used = df[usable].copy()
+        self.increasing_ = self._direction(used)
         if self.seed_col in used.columns:
             used["_rep"] = used[self.seed_col]
         else:
@@ -262,7 +266,7 @@ class PhaseDiagram:
         self, key: dict[str, Any], group: pd.DataFrame, used: pd.DataFrame, reason: pd.Series,
         rng: np.random.Generator,
     ) -> dict[str, Any]:
-        sign = 1.0 if self.increasing else -1.0
+        sign = 1.0 if self.increasing_ else -1.0
         mine = used.loc[used.index.intersection(group.index)]
         table = mine.pivot_table(index="_rep", columns=self.y, values=self.metric, aggfunc="mean")
         table = table.reindex(columns=self.y_grid_)
@@ -321,6 +325,17 @@ class PhaseDiagram:
                          + ", ".join(f"{v:g}" for v in row["missing_y"]))
         row["note"] = "; ".join(notes)
         return row
+
+    def _direction(self, used: pd.DataFrame) -> bool:
+        if self.increasing is not None:
+            return bool(self.increasing)
+        rho = used[self.y].rank().corr(used[self.metric].rank()) if used[self.y].nunique() > 1 else np.nan
+        if np.isnan(rho):
+            return True
+        if rho < 0:
+            self.notes_.append(f"{self.metric} falls with {self.y} (rank correlation {rho:.2f}): the boundary is "
+                               f"where it drops below {self.threshold:g}; pass increasing=True to override")
+        return bool(rho >= 0)
 
     def _summarise_notes(self) -> None:
         b = self.boundary_

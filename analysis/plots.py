@@ -55,7 +55,7 @@ def _aligned(frame: pd.DataFrame, diagram: PhaseDiagram, column: str) -> np.ndar
 
 
 def _title(diagram: PhaseDiagram, value: Any) -> str:
-    side = ">=" if diagram.increasing else "<="
+    side = ">=" if diagram.increasing_ else "<="
     head = f"{diagram.metric} {side} {diagram.threshold:g}"
     return head if not diagram.slice else f"{head}  |  {diagram.slice} = {value}"
 

@@ -242,7 +242,7 @@ def analyze(
         else study_dir.name
     diagram = PhaseDiagram(
         x=chosen["x"], y=chosen["y"], metric=chosen["metric"], threshold=chosen["threshold"],
-        slice=chosen.get("slice"), increasing=bool(chosen.get("increasing", True)),
+        slice=chosen.get("slice"), increasing=chosen.get("increasing"),
         n_boot=int(chosen.get("n_boot", 1000)), random_state=random_state,
     ).fit(trials)
     keys = [diagram.x] + ([diagram.slice] if diagram.slice else [])
@@ -268,7 +268,7 @@ def analyze(
         "source": str(source.resolve()),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "diagram": {"x": diagram.x, "y": diagram.y, "metric": diagram.metric, "threshold": diagram.threshold,
-                    "slice": diagram.slice, "increasing": diagram.increasing, "n_boot": diagram.n_boot,
+                    "slice": diagram.slice, "increasing": diagram.increasing_, "n_boot": diagram.n_boot,
                     "ci": diagram.ci, "log_y": diagram.log_y_, "y_grid": diagram.y_grid_,
                     "x_order": [str(v) for v in diagram.x_order_]},
         "n_trials": int(len(trials)),
@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slice", help="third axis, one panel per value (e.g. aug_noise); 'none' for no slice")
     direction = parser.add_mutually_exclusive_group()
     direction.add_argument("--increasing", dest="increasing", action="store_const", const=True,
-                           help="the metric rises with y (the default)")
+                           help="the metric rises with y (default: inferred from the data)")
     direction.add_argument("--decreasing", dest="increasing", action="store_const", const=False,
                            help="the metric falls with y (e.g. pca_overlap along nuisance_std)")
     parser.add_argument("--n-boot", type=int, help="bootstrap resamples of the seeds (default 1000)")

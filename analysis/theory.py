@@ -18,7 +18,7 @@ make no quantitative prediction. ``PREDICTIONS`` maps scenario names to those fu
 - content_style (Bizeul, Schölkopf & Allen 2024): content kept (``content_r2``
   high once embedding_dim >= content dim), style discarded (``style_r2`` falls with aug_noise).
 - nested_clusters (HaoChen & Ma 2022): group recovery needs embedding_dim ~ n_groups, not the
-  number of sub-clusters.
+  number of sub-clusters r0 = n_groups · n_sub.
 """
 
 from __future__ import annotations
@@ -132,12 +132,13 @@ def hypercube_linear_ceiling(n_invariant: int) -> float:
 
 # --- gmm -------------------------------------------------------------------------------------------
 def gmm_between_var(n_clusters: int, separation: float) -> float:
-    """Between-class variance per mean direction when the K means are ``separation`` times the
-    unit vertices of a regular simplex centred at 0: (1/K) Σ_k v_k v_kᵀ = I/(K-1) on the
-    (K-1)-dim mean subspace, so each mean direction gets separation² / (K-1)."""
+    """Between-class variance per mean direction of ``trainables.scenarios.gmm``: the K equally
+    likely means are the vertices of a centred regular simplex with pairwise distance
+    ``separation``, μ_k = separation (e_k - 1/K) / sqrt 2 in the sum-zero subspace, so
+    (1/K) Σ_k μ_k μ_kᵀ = separation² / (2K) · I on the (K-1)-dim mean subspace."""
     if n_clusters < 2:
         raise ValueError(f"a mixture needs n_clusters >= 2, got {n_clusters}")
-    return float(separation) ** 2 / (int(n_clusters) - 1)
+    return float(separation) ** 2 / (2 * int(n_clusters))
 
 
 def gmm_pca_critical_nuisance(between_var: float) -> float:
@@ -211,8 +212,8 @@ def predict_gmm(params: Mapping[str, Any], *, y: str, metric: str, threshold: fl
                 increasing: bool = True) -> TheoryBoundary | None:
     k, dim = _get(params, "n_clusters"), _get(params, "dim")
     separation, encoder = _get(params, "separation"), _get(params, "encoder")
-    if k is None:
-        return None
+    if k is None or (_get(params, "cov_tilt") or 0.0) != 0.0:
+        return None  # a tilted covariance moves the Fisher subspace off the means: no closed form here
     k = int(k)
     if metric == "pca_overlap":
         if separation is None or dim is None:
@@ -223,7 +224,7 @@ def predict_gmm(params: Mapping[str, Any], *, y: str, metric: str, threshold: fl
             if not low < threshold <= 1.0:
                 return _constant(1.0 if threshold <= low else low, threshold, increasing, "PCA overlap")
             return TheoryBoundary(gmm_pca_critical_nuisance(between), note=(
-                f"PCA finds the mean subspace while 1 + separation²/(K-1) = {1 + between:.3g} > nuisance_std²: "
+                f"PCA finds the mean subspace while 1 + separation²/(2K) = {1 + between:.3g} > nuisance_std²: "
                 f"boundary at nuisance_std = {gmm_pca_critical_nuisance(between):.3g}"))
         nuisance = _get(params, "nuisance_std")
         if nuisance is None or y in ("separation", "n_clusters", "dim"):
@@ -231,12 +232,18 @@ def predict_gmm(params: Mapping[str, Any], *, y: str, metric: str, threshold: fl
         return _constant(gmm_pca_overlap(k, dim, nuisance, between), threshold, increasing,
                          "PCA overlap does not depend on the encoder")
     if metric == "subspace_overlap" and str(encoder) == "linear":
+        if (_get(params, "aug_noise") or 0.0) >= 1.0:
+            return None  # positives from a uniformly drawn component: no signal to recover
         if y == "embedding_dim":
             return TheoryBoundary(max(1.0, threshold * (k - 1)), note=(
                 f"linear InfoNCE recovers the {k - 1}-dim Fisher subspace (Bansal et al. 2024); an embedding of "
                 f"E < {k - 1} dims holds E/{k - 1} of it"))
-        if y in ("nuisance_std", "separation"):
-            return _constant(1.0, threshold, increasing,
+        if y in ("nuisance_std", "separation", "aug_noise"):
+            width = _get(params, "embedding_dim")
+            best = 1.0 if width is None else min(int(width), k - 1) / (k - 1)
+            return _constant(best, threshold, increasing,
+                             f"linear InfoNCE keeps the Fisher subspace at any {y} < 1 (Bansal et al. 2024)"
+                             if y == "aug_noise" else
                              f"linear InfoNCE keeps the Fisher subspace at any {y} (Bansal et al. 2024)")
     return None
 
@@ -253,8 +260,16 @@ def predict_sphere_mixing(params: Mapping[str, Any], *, y: str, metric: str, thr
 
 def predict_content_style(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
                           increasing: bool = True) -> TheoryBoundary | None:
-    content = _get(params, "content_dim", "n_content")
-    if metric != "content_r2" or y != "embedding_dim" or content is None:
+    content = _get(params, "content_dim")
+    if metric != "content_r2" or content is None:
+        return None
+    if y == "aug_noise":
+        width = _get(params, "embedding_dim")
+        if width is not None and int(width) < int(content):
+            return None
+        return _constant(1.0, threshold, increasing,
+                         "contrastive learning keeps the content at any augmentation strength (Bizeul et al. 2024)")
+    if y != "embedding_dim":
         return None
     return TheoryBoundary(float(content), note=(
         f"contrastive learning keeps the {content} content dims (Bizeul et al. 2024): "
@@ -269,9 +284,9 @@ def predict_nested_clusters(params: Mapping[str, Any], *, y: str, metric: str, t
     if metric in ("randlabel_acc", "cluster_acc"):
         return TheoryBoundary(float(groups), note=(
             f"a smooth encoder recovers the r = {groups} groups with embedding_dim ~ r (HaoChen & Ma 2022)"))
-    subclusters = _get(params, "n_subclusters")
-    if metric == "sub_randlabel_acc" and subclusters is not None:
-        total = int(groups) * int(subclusters)
+    per_group = _get(params, "n_sub")
+    if metric == "sub_randlabel_acc" and per_group is not None:
+        total = int(groups) * int(per_group)
         return TheoryBoundary(float(total), note=f"all r0 = {total} sub-clusters need embedding_dim ~ r0")
     return None
 
@@ -321,7 +336,7 @@ def theory_boundaries(diagram: Any, trials: pd.DataFrame) -> pd.DataFrame:
         params = _row_params(mine.drop(columns=[diagram.y]))
         params.update({k: row[k] for k in keys})
         found = predict(params, y=diagram.y, metric=diagram.metric, threshold=diagram.threshold,
-                        increasing=diagram.increasing)
+                        increasing=diagram.increasing_)
         found = found or TheoryBoundary()
         out.append({**{k: row[k] for k in keys}, "y_theory": found.y_critical,
                     "censored_theory": found.censored, "theory_note": found.note})

@@ -201,6 +201,8 @@ def run_study(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's result-file loggers are off (above), so its end-of-run summary cannot read them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if not verbose:  # Tune's new console output prints its banner even when silent; the legacy one does not
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started_ray = _init_ray(address, verbose)
     import ray
     from ray import tune
@@ -257,8 +259,10 @@ def run_study(
     finished = int((frame["status"] == "TERMINATED").sum()) if len(frame) else 0
     failed = int((frame["status"] == "ERROR").sum()) if len(frame) else 0
     interrupted = finished + failed < spec.n_trials()
-    if mirror.dirty:
-        mirror.sync(records, config_of)
+    if mirror.dirty and not mirror.sync(records, config_of):
+        print(f"[clphase] MLflow ({mirror.tracking_uri}) is still unreachable: every result is in "
+              f"{study_dir}/*.parquet; once the store is back, `clphase run {spec_path} --resume` writes the "
+              "missing MLflow records (nothing is retrained).", flush=True)
     mirror.close("KILLED" if interrupted else ("FAILED" if finished == 0 and failed else "FINISHED"))
     best = None
     metric = spec.objective.metric

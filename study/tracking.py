@@ -9,6 +9,7 @@ the tracking store cannot be reached mid-study, the mirror keeps going without i
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from study.records import StudyRecords
 
 # A server that does not answer should fail fast, not after minutes of retries.
 _HTTP_DEFAULTS = {
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # one "View run" line per trial, and a get_run each
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
@@ -49,6 +51,7 @@ class MlflowMirror:
         self.children: dict[str, str] = {}  # trial_id -> run_id
         self.logged_step: dict[str, int] = {}  # trial_id -> last step in MLflow
         self.dirty = False  # something failed to reach the store and awaits sync
+        self.outage = False  # the store is down (said once, until it answers again)
         self._last_retry = 0.0
         self._client: MlflowClient | None = None
 
@@ -63,6 +66,7 @@ class MlflowMirror:
             if self.tracking_uri.startswith("http"):
                 for key, value in _HTTP_DEFAULTS.items():
                     os.environ.setdefault(key, value)
+                logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # we report outages once
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
@@ -117,10 +121,10 @@ class MlflowMirror:
             action()
             return True
         except Exception as err:  # noqa: BLE001
-            if not self.dirty:
+            if not self.outage:
                 print(f"\n[clphase] MLflow store unreachable ({type(err).__name__}); results go on to "
                       f"Parquet and are written to MLflow when it answers again.", flush=True)
-            self.dirty = True
+            self.dirty = self.outage = True
             return False
 
     def _run_name(self, config: Mapping[str, Any], trial_id: str) -> str:
@@ -187,8 +191,10 @@ class MlflowMirror:
                     self._end(trial_id, config, row["status"], err if isinstance(err, str) else None)
 
         self.dirty = False
-        ok = self._guard(catch_up)
-        return ok
+        if self._guard(catch_up):
+            self.outage = False
+            return True
+        return False
 
     def retry_if_due(self, records: StudyRecords, config_of: Any, every_s: float = 20.0) -> None:
         if self.dirty and time.time() - self._last_retry > every_s:

@@ -97,8 +97,8 @@ def test_hypercube_predictions():
 
 # --- gmm ------------------------------------------------------------------------------------------------
 def test_gmm_pca_overlap_closed_form_by_hand():
-    beta = gmm_between_var(3, 2.0)
-    assert beta == 2.0  # separation² / (K - 1)
+    assert gmm_between_var(4, 4.0) == 2.0  # separation² / (2K): the gmm study's 1 + 2 = 3 = sqrt(3)²
+    beta = 2.0
     assert gmm_pca_critical_nuisance(beta) == pytest.approx(math.sqrt(3))
     assert gmm_pca_overlap(3, 10, 0.5, beta) == 1.0  # mean directions on top
     assert gmm_pca_overlap(3, 10, 3.0, beta) == 0.0  # 8 nuisance directions on top
@@ -106,13 +106,13 @@ def test_gmm_pca_overlap_closed_form_by_hand():
     assert gmm_pca_overlap(3, 3, 5.0, beta) == 0.5  # one nuisance direction, one mean direction left
 
 
-@pytest.mark.parametrize("nuisance_std", [0.8, 1.5, 2.5])
+@pytest.mark.parametrize("nuisance_std", [0.8, 1.5, 2.5])  # the boundary is sqrt(1 + 9/8) = 1.46
 def test_gmm_pca_overlap_matches_the_eigenvectors_of_the_population_covariance(nuisance_std):
-    k, dim, separation = 4, 6, 1.5
-    simplex = np.eye(k) - 1 / k  # K centred vertices spanning K-1 dims
+    k, dim, separation = 4, 6, 3.0
+    simplex = np.eye(k) - 1 / k  # K centred vertices spanning K-1 dims, pairwise distance sqrt 2
     basis, _ = np.linalg.qr(simplex.T)
-    vertices = simplex @ basis[:, : k - 1]
-    means = separation * vertices / np.linalg.norm(vertices, axis=1, keepdims=True)  # (K, K-1)
+    means = separation / math.sqrt(2) * simplex @ basis[:, : k - 1]  # (K, K-1)
+    assert np.linalg.norm(means[0] - means[1]) == pytest.approx(separation)
     means = np.hstack([means, np.zeros((k, dim - k + 1))])  # (K, dim)
     within = np.diag([1.0] * (k - 1) + [nuisance_std**2] * (dim - k + 1))
     cov = within + means.T @ means / k
@@ -124,15 +124,21 @@ def test_gmm_pca_overlap_matches_the_eigenvectors_of_the_population_covariance(n
 
 
 def test_gmm_predictions():
-    params = {"scenario": "gmm", "n_clusters": 3, "dim": 10, "separation": 2.0, "encoder": "linear"}
+    params = {"scenario": "gmm", "n_clusters": 4, "dim": 16, "separation": 4.0, "encoder": "linear"}  # gmm.yaml
     pca = predict(params, y="nuisance_std", metric="pca_overlap", threshold=0.5, increasing=False)
     assert pca.y_critical == pytest.approx(math.sqrt(3))
+    assert predict({**params, "cov_tilt": 0.3}, y="nuisance_std", metric="pca_overlap", threshold=0.5) is None
     fisher = predict(params, y="nuisance_std", metric="subspace_overlap", threshold=0.9, increasing=False)
     assert fisher.censored == "above"  # never falls below the threshold
     dims = predict(params, y="embedding_dim", metric="subspace_overlap", threshold=0.9)
-    assert dims.y_critical == pytest.approx(1.8)
+    assert dims.y_critical == pytest.approx(2.7)  # 0.9 of the K-1 = 3 Fisher directions
     flat = predict({**params, "nuisance_std": 3.0}, y="embedding_dim", metric="pca_overlap", threshold=0.5)
     assert flat.censored == "above"  # PCA overlap 0 at any embedding_dim
+    study = predict({**params, "embedding_dim": 3, "aug_noise": 0.25}, y="nuisance_std", metric="subspace_overlap",
+                    threshold=0.9)
+    assert study.censored == "below"  # gmm.yaml's diagram: past 0.9 at every nuisance_std
+    narrow = predict({**params, "embedding_dim": 2}, y="nuisance_std", metric="subspace_overlap", threshold=0.9)
+    assert narrow.censored == "above" and "0.667" in narrow.note
 
 
 def test_other_scenarios_predict_from_their_parameters():
@@ -144,10 +150,13 @@ def test_other_scenarios_predict_from_their_parameters():
     content = predict({"scenario": "content_style", "content_dim": 3}, y="embedding_dim", metric="content_r2",
                       threshold=0.8)
     assert content.y_critical == 3
-    nested = predict({"scenario": "nested_clusters", "n_groups": 4, "n_subclusters": 5}, y="embedding_dim",
+    kept = predict({"scenario": "content_style", "content_dim": 3, "embedding_dim": 6}, y="aug_noise",
+                   metric="content_r2", threshold=0.8)
+    assert kept.censored == "below"
+    nested = predict({"scenario": "nested_clusters", "n_groups": 4, "n_sub": 5}, y="embedding_dim",
                      metric="randlabel_acc", threshold=0.9)
     assert nested.y_critical == 4
-    sub = predict({"scenario": "nested_clusters", "n_groups": 4, "n_subclusters": 5}, y="embedding_dim",
+    sub = predict({"scenario": "nested_clusters", "n_groups": 4, "n_sub": 5}, y="embedding_dim",
                   metric="sub_randlabel_acc", threshold=0.9)
     assert sub.y_critical == 20
 

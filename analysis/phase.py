@@ -30,6 +30,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from analysis.load import add_capacity
+
 OK_STATUS = "TERMINATED"
 _SMOOTH_C = 100.0  # weak L2 on standardised features: keeps a separable table from diverging
 _REASONS = ("failed", "diverged", "missing_axis", "missing_metric")
@@ -207,6 +209,8 @@ class PhaseDiagram:
     # --- fit --------------------------------------------------------------------------------------
     def fit(self, trials: pd.DataFrame) -> PhaseDiagram:
         """Fit the per-row boundaries with bootstrap intervals and the smooth boundary; returns self."""
+        if "capacity" in (self.x, self.slice) and "capacity" not in trials.columns and "encoder" in trials.columns:
+            trials = add_capacity(trials)  # a table that did not come through analysis.load
         self._check(trials)
         df = trials.reset_index(drop=True)
         reason = self._reasons(df)

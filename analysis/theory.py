@@ -111,6 +111,9 @@ def hypercube_linear_ceiling(n_invariant: int) -> float:
     carry the label, so each balanced labelling of the 2^s equally likely clusters is decoded at
     best with the accuracy of the best threshold function of the s bits. The ceiling is the mean
     of that best accuracy over balanced labellings: exact for s <= 4 (s=1: 1, s=2: 11/12, ...).
+    It bounds the logistic probe of ``trainables.metrics`` from above and is not tight: on a
+    labelling that is not a threshold function (XOR for s=2) logistic regression does not find
+    the best halfspace and scores near or below chance, so measured values sit lower still.
     For s > 4 it returns an upper bound: a labelling that is not a threshold function errs on at
     least one of the 2^s clusters, and at most A000609(s) (else 2^(s^2)) labellings are.
     """

@@ -77,7 +77,8 @@ class StudyCallback(Callback):
             return
         config = self._config(trial)
         self.records.finish(trial.trial_id, config, status, error, node_ip=trial.last_result.get("node_ip"))
-        self.mirror.trial_ended(trial.trial_id, config, status, error)
+        row = self.records.trials[trial.trial_id]
+        self.mirror.trial_ended(trial.trial_id, config, status, error, row.get("node_id"), row.get("node_ip"))
         if status == "TERMINATED":
             self.progress.done += 1
         else:

@@ -24,7 +24,7 @@ TUNE_FIELDS = frozenset({
     "training_iteration", "time_total_s", "time_this_iter_s", "time_since_restore", "timestamp", "date",
     "done", "pid", "hostname", "node_ip", "config", "trial_id", "experiment_id", "experiment_tag",
     "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore",
-    "checkpoint_dir_name", "should_checkpoint", "__duplicate__",
+    "checkpoint_dir_name", "should_checkpoint", "__duplicate__", "node_id",
 })
 
 
@@ -87,7 +87,7 @@ class StudyRecords:
         if row.get("status") not in ("TERMINATED", "ERROR"):
             row.update(config)
             row.update(metrics)
-            row.update(status="RUNNING", node_ip=result.get("node_ip"))
+            row.update(status="RUNNING", node_ip=result.get("node_ip"), node_id=result.get("node_id"))
         self._dirty = True
         return new
 

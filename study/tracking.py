@@ -166,15 +166,20 @@ class MlflowMirror:
         if not self.dirty:
             self._guard(lambda: self._log(trial_id, config, [row]))
 
-    def _end(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None) -> None:
+    def _end(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None,
+             node_id: str | None = None, node_ip: str | None = None) -> None:
         run_id = self._child(trial_id, config)
+        tags = [RunTag(k, v) for k, v in (("node_id", node_id), ("node_ip", node_ip)) if v]
         if error:
-            self.client.log_batch(run_id, tags=[RunTag("error", error[:5000])])
+            tags.append(RunTag("error", error[:5000]))
+        if tags:
+            self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, "FINISHED" if status == "TERMINATED" else "FAILED")
 
-    def trial_ended(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None) -> None:
+    def trial_ended(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None,
+                    node_id: str | None = None, node_ip: str | None = None) -> None:
         if not self.dirty:
-            self._guard(lambda: self._end(trial_id, config, status, error))
+            self._guard(lambda: self._end(trial_id, config, status, error, node_id, node_ip))
 
     # --- catching up ----------------------------------------------------------------------------
     def sync(self, records: StudyRecords, config_of: Any) -> bool:
@@ -187,8 +192,9 @@ class MlflowMirror:
                 config = config_of(row)
                 self._log(trial_id, config, by_trial.get(trial_id, []))
                 if row.get("status") in ("TERMINATED", "ERROR"):
-                    err = row.get("error")
-                    self._end(trial_id, config, row["status"], err if isinstance(err, str) else None)
+                    text = {k: row.get(k) if isinstance(row.get(k), str) else None
+                            for k in ("error", "node_id", "node_ip")}
+                    self._end(trial_id, config, row["status"], text["error"], text["node_id"], text["node_ip"])
 
         self.dirty = False
         if self._guard(catch_up):

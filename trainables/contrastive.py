@@ -45,9 +45,12 @@ def contrastive(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             run.load_state_dict(torch.load(Path(folder) / _STATE, map_location=run.device, weights_only=False))
+    node_id = ray.get_runtime_context().get_node_id()  # node_ip alone cannot tell two nodes of one host apart
+    if run.done:  # restored from its final checkpoint (its driver died after it ended): report once more
+        tune.report({**run.evaluate(), "node_id": node_id})
     while not run.done:
         run.advance(run.eval_every)
-        metrics = run.evaluate()
+        metrics = {**run.evaluate(), "node_id": node_id}
         with tempfile.TemporaryDirectory() as folder:
             torch.save(run.state_dict(), Path(folder) / _STATE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

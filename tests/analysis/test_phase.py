@@ -68,7 +68,7 @@ def test_recovers_the_planted_boundary_within_one_grid_step_and_the_interval_cov
 
 
 def test_rows_are_in_capacity_order_with_one_row_per_x(planted, planted_critical):
-    diagram = fit(planted)
+    diagram = PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9).fit(planted)
     assert list(diagram.boundary_["capacity"]) == list(planted_critical)  # ordered by n_params
     assert diagram.x_order_ == list(planted_critical)
     assert list(diagram.y_grid_) == [2, 4, 8, 16, 32, 64, 128]
@@ -224,3 +224,15 @@ def test_scikit_learn_style_parameters_and_learned_attributes(planted):
     assert repr(diagram).startswith("PhaseDiagram(x='capacity', y='embedding_dim'")
     expected = {"capacity", "y_critical", "y_low", "y_high", "censored", "n_seeds", "monotone", "n_cells_missing"}
     assert expected <= set(diagram.boundary_.columns)
+
+
+def test_the_direction_is_inferred_from_the_data_when_not_given():
+    trials = make_phase_trials({"mlp-16x1": 0.3, "mlp-64x2": 0.8}, y="aug_noise",
+                               y_values=(0.1, 0.2, 0.4, 0.8, 1.6, 3.2),
+                               metric="style_r2", threshold=0.5, low=0.0, high=1.0, increasing=False,
+                               scenario="content_style", random_state=6)
+    diagram = fit(trials, y="aug_noise", metric="style_r2", threshold=0.5, increasing=None)
+    assert diagram.increasing_ is False and any("falls with aug_noise" in n for n in diagram.notes_)
+    for capacity, y_star in {"mlp-16x1": 0.3, "mlp-64x2": 0.8}.items():
+        r = row(diagram, capacity)
+        assert r["monotone"] and r["y_low"] <= y_star <= r["y_high"]

@@ -206,3 +206,14 @@ def test_expectations_check_the_qualitative_claims():
                          "seed": seed, "content_r2": 0.9, "style_r2": 0.8 - noise / 8})
     claims = {c["claim"]: c["holds"] for c in expectations(pd.DataFrame(rows))}
     assert len(claims) == 4 and all(claims.values())
+
+
+@pytest.mark.parametrize("nuisance_std", [1.0, 1.7, 1.75, 4.0])
+def test_gmm_pca_overlap_is_what_the_gmm_scenario_computes(nuisance_std):
+    """The closed form against the scenario's own population PCA basis (gmm.yaml's parameters:
+    K = 4, dim = 16, separation = 4, boundary at nuisance_std = sqrt(1 + 16/8) = 1.732)."""
+    scenarios = pytest.importorskip("trainables.scenarios")
+    truth = scenarios.gmm(dim=16, n_clusters=4, separation=4.0, nuisance_std=nuisance_std).truth
+    pca, fisher = (truth[k].double().cpu().numpy() for k in ("pca_basis", "fisher_basis"))
+    overlap = np.linalg.norm(pca.T @ fisher) ** 2 / fisher.shape[1]
+    assert overlap == pytest.approx(gmm_pca_overlap(4, 16, nuisance_std, gmm_between_var(4, 4.0)), abs=1e-4)

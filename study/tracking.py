@@ -32,6 +32,15 @@ _HTTP_DEFAULTS = {
 _PARAM_BATCH = 100  # MLflow's limit of params per log_batch
 
 
+def artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a sqlite store live beside its database (``mlartifacts/``), not in ``./mlruns`` of
+    whatever folder the driver happens to run in; a server decides for itself (None)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):]).resolve()
+        return (db.parent / "mlartifacts").as_uri()
+    return None
+
+
 class TrackingUnavailable(RuntimeError):
     """The tracking store cannot be reached when a study starts."""
 
@@ -75,7 +84,8 @@ class MlflowMirror:
         """Find or create the experiment and the parent run; raises TrackingUnavailable."""
         try:
             experiment = self.client.get_experiment_by_name(self.study)
-            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(self.study)
+            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
+                self.study, artifact_location=artifact_location(self.tracking_uri))
             self.experiment_id = experiment_id
             if parent_id:
                 self.client.update_run(parent_id, status="RUNNING")

@@ -36,7 +36,8 @@ def test_a_grid_study_lands_once_per_trial_in_parquet_and_mlflow(tmp_path, tmp_s
                    "n_params", "wall_s", "train_s", "eval_s", "diverged", "node_ip"]:
         assert column in trials, column
     assert not any(c.startswith("config/") for c in trials.columns)
-    assert not (set(trials.columns) & (TUNE_FIELDS - {"node_ip", "trial_id"}))
+    assert not (set(trials.columns) & (TUNE_FIELDS - {"node_ip", "node_id", "trial_id"}))
+    assert trials["node_id"].notna().all() and trials["node_id"].nunique() == 1  # one node here
     assert sorted(trials.groupby(["encoder", "embedding_dim"]).size()) == [1, 1, 1, 1]
     linear_params = trials.loc[trials.encoder == "linear", "n_params"].max()
     assert (trials.loc[trials.encoder == "mlp", "n_params"] > linear_params).all()
@@ -46,6 +47,7 @@ def test_a_grid_study_lands_once_per_trial_in_parquet_and_mlflow(tmp_path, tmp_s
     assert len(parents) == 1 and parents[0].info.run_id == result.parent_run_id
     assert parents[0].info.status == "FINISHED"
     assert [a.path for a in client.list_artifacts(result.parent_run_id)] == ["tiny.yaml"]
+    assert (tmp_path / "mlartifacts").is_dir() and not (tmp_path / "runs" / "mlruns").exists()  # beside the db
     assert len(children) == 4
     assert {c.data.tags["trial_id"] for c in children} == set(trials["trial_id"])
     for child in children:

@@ -2,6 +2,7 @@
 
     clphase run SPEC [--smoke] [--resume] [--out DIR] [--address ADDR] [--tracking-uri URI] [--verbose]
     clphase analyze STUDY_DIR_OR_PARQUET [...]
+    clphase verify [--smoke] [--claim NAME] [--address ADDR] [--docs DIR]
     clphase ui [--tracking-uri URI] [--port PORT]
     clphase specs
 """
@@ -41,6 +42,28 @@ def _analyze(argv: list[str]) -> int:
     from analysis.report import main as analyze_main
 
     return analyze_main(argv)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from study.runner import StudyError
+    from study.spec import SpecError
+    from study.verify import verify
+
+    try:
+        rows = verify(args.claim or None, smoke=args.smoke, out=args.out, tracking_uri=args.tracking_uri,
+                      address=args.address, docs=args.docs, verbose=args.verbose)
+    except (SpecError, StudyError, ValueError) as err:
+        print(f"clphase: error: {err}", file=sys.stderr)
+        return 2
+    print()
+    print(f"{'claim':18s} {'paper':38s} {'verdict':13s} measured")
+    for r in rows:
+        print(f"{r['claim']:18s} {r['paper']:38s} {r['verdict']:13s} {r['measured']}")
+        print(f"{'':18s} rule: {r['rule']}")
+        print(f"{'':18s} plots: {r.get('plots') or '-'}")
+    out = rows[0]["study_dir"].rsplit("/", 1)[0] if rows else args.out
+    print(f"\ntable: {out}/claims.json, {out}/claims.md{'; docs: ' + args.docs + '/claims.md' if args.docs else ''}")
+    return 0
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -87,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("analyze", help="fit and draw the phase diagram of a finished study", add_help=False)
 
+    ver = sub.add_parser("verify", help="run each theory claim's study and give a measured verdict")
+    ver.add_argument("--claim", action="append", help="one claim (repeatable); default: all")
+    ver.add_argument("--smoke", action="store_true", help="the studies' smoke versions (what CI runs)")
+    ver.add_argument("--out", default=None, help="results folder (default runs/claims, or runs/claims-smoke)")
+    ver.add_argument("--address", default=None)
+    ver.add_argument("--tracking-uri", default=None)
+    ver.add_argument("--docs", default=None, help="also write DIR/claims.md with the plots (e.g. docs)")
+    ver.add_argument("--verbose", action="store_true")
+
     ui = sub.add_parser("ui", help="open the MLflow UI on the study store, bound to 127.0.0.1")
     ui.add_argument("--tracking-uri", default=None)
     ui.add_argument("--port", type=int, default=5000)
@@ -96,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "analyze":
         return _analyze(argv[1:])
     args = parser.parse_args(argv)
-    return {"run": _run, "ui": _ui, "specs": _specs}[args.verb](args)
+    return {"run": _run, "verify": _verify, "ui": _ui, "specs": _specs}[args.verb](args)
 
 
 if __name__ == "__main__":

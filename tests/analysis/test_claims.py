@@ -1,0 +1,140 @@
+"""Each claim's verdict rule on planted trial tables: it says holds, fails or inconclusive as written."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.claims import (
+    CLAIMS,
+    judge_content_style,
+    judge_fisher,
+    judge_inductive_bias,
+    judge_inversion,
+    judge_minimal_clusters,
+    judge_nested,
+)
+
+
+def _table(rows):
+    df = pd.DataFrame(rows)
+    df["status"] = "TERMINATED"
+    df["diverged"] = 0
+    df["trial_id"] = [f"t{i}" for i in range(len(df))]
+    df["n_params"] = np.where(df.get("encoder", pd.Series(["mlp"] * len(df))) == "linear", 10, 100)
+    return df
+
+
+def _hypercube(linear_level=0.8, mlp_shift=0, never=False):
+    rows = []
+    for s, e, seed in itertools.product([2, 3], [2, 4, 8, 16, 32, 64], [0, 1]):
+        rows.append(dict(encoder="linear", n_invariant=s, embedding_dim=e, seed=seed, randlabel_acc=linear_level))
+        crit = 2 ** (s + mlp_shift)
+        acc = 0.7 if never else (0.99 if e >= crit else 0.8)
+        rows.append(dict(encoder="mlp", width=64, depth=2, n_invariant=s, embedding_dim=e, seed=seed,
+                         randlabel_acc=acc))
+    return _table(rows)
+
+
+def test_minimal_clusters_rule():
+    assert judge_minimal_clusters(_hypercube()).verdict == "holds"
+    assert judge_minimal_clusters(_hypercube(linear_level=0.97)).verdict == "fails"
+    assert judge_minimal_clusters(_hypercube(mlp_shift=3)).verdict == "fails"  # 8x too late
+    assert judge_minimal_clusters(_hypercube(never=True)).verdict == "inconclusive"
+    figures = judge_minimal_clusters(_hypercube()).figures
+    assert figures["mlp_critical_dim"] == {"2": 4.0, "3": 8.0}
+
+
+def _classes(acc, loss):
+    rows = []
+    for (encoder, wd), seed in itertools.product([("linear", 0.0), ("mlp", 0.0), ("mlp", 0.5)], [0, 1, 2]):
+        key = encoder + ("+wd" if wd else "")
+        rows.append(dict(encoder=encoder, width=None if encoder == "linear" else 64, depth=2, weight_decay=wd,
+                         seed=seed, probe_acc=acc[key] + 0.001 * seed, eval_loss=loss[key]))
+    return _table(rows)
+
+
+def test_inductive_bias_rule():
+    inverted = _classes({"linear": 0.99, "mlp": 0.85, "mlp+wd": 0.95}, {"linear": 3.0, "mlp": 2.5, "mlp+wd": 2.8})
+    assert judge_inductive_bias(inverted).verdict == "holds"
+    consistent = _classes({"linear": 0.80, "mlp": 0.95, "mlp+wd": 0.90}, {"linear": 3.0, "mlp": 2.5, "mlp+wd": 2.8})
+    assert judge_inductive_bias(consistent).verdict == "fails"
+    same = _classes({"linear": 0.9, "mlp": 0.9, "mlp+wd": 0.9}, {"linear": 3.0, "mlp": 2.5, "mlp+wd": 2.8})
+    assert judge_inductive_bias(same).verdict == "inconclusive"
+
+
+def _gmm(infonce=0.97, pca_end=0.0):
+    rows = []
+    for n, a, seed in itertools.product([1.0, 2.0, 8.0], [0.0, 0.5], [0, 1]):
+        rows.append(dict(nuisance_std=n, aug_noise=a, seed=seed, subspace_overlap=infonce - 0.1 * a,
+                         pca_overlap=1.0 if n < 8 else pca_end, encoder="linear"))
+    return _table(rows)
+
+
+def test_fisher_rule():
+    assert judge_fisher(_gmm()).verdict == "holds"
+    assert judge_fisher(_gmm(infonce=0.3)).verdict == "fails"
+    assert judge_fisher(_gmm(pca_end=0.9)).verdict == "inconclusive"
+
+
+def _sphere(mlp=0.97, linear=0.6, small=0.5):
+    rows = []
+    for (encoder, width), kappa, seed in itertools.product([("linear", None), ("mlp", 64)], [0.5, 10.0], [0, 1]):
+        r2 = (small if kappa == 0.5 else mlp) if encoder == "mlp" else linear
+        rows.append(dict(encoder=encoder, width=width, depth=3, kappa=kappa, seed=seed, r2_linear=r2))
+    return _table(rows)
+
+
+def test_inversion_rule():
+    assert judge_inversion(_sphere()).verdict == "holds"
+    assert judge_inversion(_sphere(mlp=0.6)).verdict == "fails"
+    assert judge_inversion(_sphere(small=0.95)).verdict == "inconclusive"
+
+
+def _content(content=0.9, style_start=0.8, style_end=0.2):
+    rows = []
+    noises = [0.1, 1.0, 3.0]
+    for a, seed in itertools.product(noises, [0, 1]):
+        frac = noises.index(a) / (len(noises) - 1)
+        rows.append(dict(encoder="mlp", width=64, depth=2, aug_noise=a, seed=seed, content_r2=content,
+                         style_r2=style_start + frac * (style_end - style_start)))
+    return _table(rows)
+
+
+def test_content_style_rule():
+    assert judge_content_style(_content()).verdict == "holds"
+    assert judge_content_style(_content(content=0.3)).verdict == "fails"
+    assert judge_content_style(_content(style_end=0.9)).verdict == "fails"
+    assert judge_content_style(_content(style_end=0.7)).verdict == "inconclusive"
+
+
+def _nested(shift=1):
+    rows = []
+    for r, e, seed in itertools.product([4, 8], [1, 2, 4, 8, 16, 32], [0, 1]):
+        rows.append(dict(encoder="mlp", width=32, depth=1, n_groups=r, n_sub=4, embedding_dim=e, seed=seed,
+                         randlabel_acc=0.99 if e >= r * shift else 0.7, sub_randlabel_acc=0.6))
+    return _table(rows)
+
+
+def test_nested_rule():
+    assert judge_nested(_nested()).verdict == "holds"
+    assert judge_nested(_nested(shift=4)).verdict == "fails"
+    assert judge_nested(_nested(shift=100)).verdict == "inconclusive"
+
+
+@pytest.mark.parametrize("name", sorted(CLAIMS))
+def test_every_claim_names_a_bundled_spec_and_states_its_rule(name):
+    from study.spec import bundled_specs
+
+    claim = CLAIMS[name]
+    assert claim.spec in bundled_specs() and len(claim.rule) > 40 and claim.paper
+
+
+def test_a_study_with_nothing_usable_is_an_error_not_a_verdict():
+    df = _hypercube()
+    df["status"] = "ERROR"
+    with pytest.raises(ValueError, match="no finished"):
+        judge_minimal_clusters(df)

@@ -3,6 +3,7 @@
     clphase run SPEC [--smoke] [--resume] [--out DIR] [--address ADDR] [--tracking-uri URI] [--verbose]
     clphase analyze STUDY_DIR_OR_PARQUET [...]
     clphase verify [--smoke] [--claim NAME] [--address ADDR] [--docs DIR]
+    clphase bench [--steps N] [--ways abc] [--pack-size K|auto]
     clphase ui [--tracking-uri URI] [--port PORT]
     clphase specs
 """
@@ -125,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("specs", help="list the bundled study specs")
 
+    sub.add_parser("bench", help="time a fixed set of configs: plain loop vs clphase vs packs", add_help=False)
+
     if argv and argv[0] == "analyze":
         return _analyze(argv[1:])
+    if argv and argv[0] == "bench":
+        from study.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
     return {"run": _run, "verify": _verify, "ui": _ui, "specs": _specs}[args.verb](args)
 

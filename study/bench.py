@@ -1,0 +1,150 @@
+"""``clphase bench``: one fixed set of configs three ways, timed end to end.
+
+(a) a plain sequential PyTorch loop in one process, calling ``train(config)`` for every cell: the
+floor a user would write by hand; (b) clphase through Ray Tune, one config per trial (Ray start-up,
+Parquet and MLflow recording included); (c) clphase with packs (``pack_size`` configs per trial).
+Default set: a 64-cell hypercube phase diagram (4 capacities x 4 embedding dims x 4 seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def bench_spec(steps: int, seeds: int, widths: list[int], dims: list[int], pack_size: int | str | None,
+               gpu: float) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "bench",
+        "description": "clphase bench: hypercube capacity x embedding_dim x seeds",
+        "trainable": {"scenario": "hypercube", "dim": 16, "n_invariant": 3, "aug_noise": 0.1, "steps": steps,
+                      "eval_every": steps, "batch_size": 256, "lr": 0.003, "temperature": 0.1},
+        "grid": {"capacity": {"linear": True, "widths": widths, "depths": [2]}, "embedding_dim": dims},
+        "seeds": list(range(seeds)),
+        "resources": {"cpu": 1, "gpu": gpu},
+    }
+    if pack_size is not None:
+        spec["pack_size"] = pack_size
+    return spec
+
+
+def _gpu_sampler() -> subprocess.Popen | None:
+    """nvidia-smi sampling utilisation and memory every 0.5 s, when there is a GPU."""
+    try:
+        return subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-lms", "500"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _gpu_stats(proc: subprocess.Popen | None) -> dict[str, float] | None:
+    if proc is None:
+        return None
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+    samples = [tuple(float(v) for v in line.split(",")) for line in out.strip().splitlines() if "," in line]
+    if not samples:
+        return None
+    util, mem = zip(*samples, strict=True)
+    return {"gpu_util_mean": sum(util) / len(util), "gpu_util_max": max(util), "gpu_mem_max_mib": max(mem)}
+
+
+def plain_loop(configs: list[dict[str, Any]]) -> float:
+    from trainables.training import train
+
+    start = time.perf_counter()
+    for config in configs:
+        train(config)
+    return time.perf_counter() - start
+
+
+def through_clphase(spec: dict[str, Any], folder: Path, address: str | None) -> float:
+    from study.runner import run_study
+
+    path = folder / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    start = time.perf_counter()
+    result = run_study(path, out=folder / "runs", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", address=address)
+    wall = time.perf_counter() - start
+    if result.n_finished != result.n_trials:
+        raise RuntimeError(f"bench study did not finish: {result}")
+    return wall
+
+
+def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32, 64, 128),
+              dims: tuple[int, ...] = (2, 4, 8, 16), pack_size: int | str = "auto", ways: str = "abc",
+              address: str | None = None, gpu: float | None = None) -> dict[str, Any]:
+    import torch
+
+    from study.spec import parse_spec
+
+    on_gpu = torch.cuda.is_available() if gpu is None else gpu > 0
+    share = (gpu if gpu is not None else 0.25) if on_gpu else 0.0
+    base = bench_spec(steps, seeds, list(widths), list(dims), None, share)
+    configs = parse_spec(base).cells()
+    figures: dict[str, Any] = {
+        "configs": len(configs), "steps": steps, "machine": platform.machine(), "cpus": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "ways": {},
+    }
+    print(f"[clphase bench] {len(configs)} configs x {steps} steps on "
+          f"{figures['gpu'] or str(os.cpu_count()) + ' CPU cores'}", flush=True)
+    runs = {
+        "a": ("plain loop", lambda folder: plain_loop(configs)),
+        "b": ("clphase, one config per trial", lambda folder: through_clphase(base, folder, address)),
+        "c": (f"clphase, packs of {pack_size}", lambda folder: through_clphase(
+            bench_spec(steps, seeds, list(widths), list(dims), pack_size, share), folder, address)),
+    }
+    for way in ways:
+        name, fn = runs[way]
+        sampler = _gpu_sampler() if on_gpu else None
+        with tempfile.TemporaryDirectory() as folder:
+            wall = fn(Path(folder))
+        entry: dict[str, Any] = {"name": name, "wall_s": round(wall, 2),
+                                 "trials_per_min": round(len(configs) / wall * 60, 1)}
+        gpu_stats = _gpu_stats(sampler)
+        if gpu_stats:
+            entry.update({k: round(v, 1) for k, v in gpu_stats.items()})
+        figures["ways"][way] = entry
+        print(f"[clphase bench] ({way}) {name}: {entry['wall_s']} s, {entry['trials_per_min']} configs/min", flush=True)
+    if "a" in figures["ways"]:
+        floor = figures["ways"]["a"]["wall_s"]
+        for entry in figures["ways"].values():
+            entry["wall_vs_a"] = round(entry["wall_s"] / floor, 3)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clphase bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8, 16])
+    parser.add_argument("--pack-size", default="auto", help="configs per packed trial, or auto")
+    parser.add_argument("--ways", default="abc", help="which of a (plain loop), b (a trial each), c (packs)")
+    parser.add_argument("--gpu", type=float, default=None, help="GPU share per trial (default 0.25 on a GPU)")
+    parser.add_argument("--address", default=None)
+    parser.add_argument("--json", default="bench.json", help="where to write the figures")
+    args = parser.parse_args(argv)
+    pack: int | str = int(args.pack_size) if str(args.pack_size).isdigit() else args.pack_size
+    figures = run_bench(steps=args.steps, seeds=args.seeds, widths=tuple(args.widths), dims=tuple(args.dims),
+                        pack_size=pack, ways=args.ways, address=args.address, gpu=args.gpu)
+    Path(args.json).write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures, indent=2))
+    print(f"[clphase bench] figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

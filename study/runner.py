@@ -103,7 +103,6 @@ def _init_ray(address: str | None, verbose: bool) -> bool:
 
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     kwargs: dict[str, Any] = dict(log_to_driver=verbose, logging_level="INFO" if verbose else "WARNING",
                                   configure_logging=True)
     if address:
@@ -129,6 +128,23 @@ def _check_cluster_gpus(spec: StudySpec) -> None:
 
     if spec.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) == 0:
         print("[clphase] the cluster has no GPU yet; trials wait for the autoscaler to add GPU workers", flush=True)
+
+
+def _tune_environment(verbose: bool) -> dict[str, str]:
+    """Set Tune's knobs for a study (unless the user set them); returns the environment to restore."""
+    saved = dict(os.environ)
+    settings = {
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # Parquet + MLflow record everything
+        "TUNE_GLOBAL_CHECKPOINT_S": "2",  # a killed driver loses at most ~2 s of experiment state
+        # Snapshots after each checkpoint are what make --resume exact; Tune warns about their rate.
+        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+        "RAY_DEDUP_LOGS": "1",
+    }
+    if not verbose:  # Tune's new console output prints its banner even when silent; the legacy one does not
+        settings["RAY_AIR_NEW_OUTPUT"] = "0"
+    for key, value in settings.items():
+        os.environ.setdefault(key, value)
+    return saved
 
 
 def _load_state(study_dir: Path) -> dict[str, Any] | None:
@@ -195,19 +211,15 @@ def run_study(
     if resume and records.trials:
         mirror.sync(records, config_of)  # whatever the last invocation could not write
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # Parquet + MLflow record everything
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # a killed driver loses at most ~2 s of state
-    # Snapshots after each checkpoint are what make --resume exact; Tune warns about their rate.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Tune's result-file loggers are off (above), so its end-of-run summary cannot read them.
+    # Tune's result-file loggers are off (see _tune_environment), so its end-of-run summary cannot read them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    if not verbose:  # Tune's new console output prints its banner even when silent; the legacy one does not
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    started_ray = _init_ray(address, verbose)
-    import ray
-    from ray import tune
-
+    saved_environment = _tune_environment(verbose)
+    started_ray = False
     try:
+        started_ray = _init_ray(address, verbose)
+        import ray
+        from ray import tune
+
         if address:
             _check_cluster_gpus(spec)
         if trainable is None:
@@ -254,6 +266,8 @@ def run_study(
         records.flush(force=True)
         if started_ray:
             ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved_environment)
 
     frame = records.trials_frame()
     finished = int((frame["status"] == "TERMINATED").sum()) if len(frame) else 0

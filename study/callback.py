@@ -40,49 +40,58 @@ class StudyCallback(Callback):
         self.records, self.mirror, self.progress = records, mirror, progress
         self.objective = objective
         self.dedupe_cells = dedupe_cells
-        self.configs: dict[str, dict[str, Any]] = {}
-        self.ignored: set[str] = set()  # re-created duplicates of finished cells (see on_trial_start)
+        self.configs: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # trial id -> its members
+        self.ignored: set[str] = set()  # rows of re-created duplicates of finished cells (see on_trial_start)
 
-    def _config(self, trial: Trial) -> dict[str, Any]:
+    def _members(self, trial: Trial) -> list[tuple[str, dict[str, Any]]]:
+        """(row id, effective config) of each config a trial trains: itself, or each config of its pack."""
         if trial.trial_id not in self.configs:
-            self.configs[trial.trial_id] = effective(trial.config)
+            if "pack" in trial.config:
+                self.configs[trial.trial_id] = [(f"{trial.trial_id}-{k:03d}", effective(c))
+                                                for k, c in enumerate(trial.config["pack"])]
+            else:
+                self.configs[trial.trial_id] = [(trial.trial_id, effective(trial.config))]
         return self.configs[trial.trial_id]
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        config = self._config(trial)
-        cell = cell_id(config)
-        owner = self.records.finished_keys().get(cell) if self.dedupe_cells else None
-        if owner is not None and owner != trial.trial_id:
-            # Tune re-created a cell that finished after its last experiment snapshot (driver killed):
-            # it runs again, but the study keeps the first result.
-            self.ignored.add(trial.trial_id)
-            return
-        self.records.start(trial.trial_id, config)
-        self.records.trials[trial.trial_id]["cell"] = cell
-        self.mirror.trial_started(trial.trial_id, config)
+        for row_id, config in self._members(trial):
+            cell = cell_id(config)
+            owner = self.records.finished_keys().get(cell) if self.dedupe_cells else None
+            if owner is not None and owner != row_id:
+                # Tune re-created a cell that finished after its last experiment snapshot (driver killed):
+                # it runs again, but the study keeps the first result.
+                self.ignored.add(row_id)
+                continue
+            self.records.start(row_id, config)
+            self.records.trials[row_id]["cell"] = cell
+            self.mirror.trial_started(row_id, config)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
-        if trial.trial_id in self.ignored:
-            return
-        config = self._config(trial)
-        if self.records.report(trial.trial_id, config, result):
-            step = int(result.get("step", 0))
-            self.mirror.report(trial.trial_id, config, self.records.history[(trial.trial_id, step)])
-        value = result.get(self.objective)
-        if isinstance(value, (int, float)):
-            self.progress.objective(float(value))
+        members = self._members(trial)
+        # a pack reports each config's metrics under "pack"; a lone trial reports its own
+        reports = [{**m, "node_ip": result.get("node_ip")} for m in result["pack"]] if "pack" in result else [result]
+        for (row_id, config), report in zip(members, reports, strict=True):
+            if row_id in self.ignored:
+                continue
+            if self.records.report(row_id, config, report):
+                step = int(report.get("step", 0))
+                self.mirror.report(row_id, config, self.records.history[(row_id, step)])
+            value = report.get(self.objective)
+            if isinstance(value, (int, float)):
+                self.progress.objective(float(value))
 
     def _finish(self, trial: Trial, status: str, error: str | None) -> None:
-        if trial.trial_id in self.ignored or self.records.is_finished(trial.trial_id):
-            return
-        config = self._config(trial)
-        self.records.finish(trial.trial_id, config, status, error, node_ip=trial.last_result.get("node_ip"))
-        row = self.records.trials[trial.trial_id]
-        self.mirror.trial_ended(trial.trial_id, config, status, error, row.get("node_id"), row.get("node_ip"))
-        if status == "TERMINATED":
-            self.progress.done += 1
-        else:
-            self.progress.failed += 1
+        for row_id, config in self._members(trial):
+            if row_id in self.ignored or self.records.is_finished(row_id):
+                continue
+            self.records.finish(row_id, config, status, error, node_ip=trial.last_result.get("node_ip"), flush=False)
+            row = self.records.trials[row_id]
+            self.mirror.trial_ended(row_id, config, status, error, row.get("node_id"), row.get("node_ip"))
+            if status == "TERMINATED":
+                self.progress.done += 1
+            else:
+                self.progress.failed += 1
+        self.records.flush(force=True)  # a finished trial is on disk before anything else happens
         self.progress.show(force=True)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -92,7 +101,7 @@ class StudyCallback(Callback):
         self._finish(trial, "ERROR", _error_text(trial))
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
-        self.progress.running = sum(t.status == Trial.RUNNING for t in trials)
+        self.progress.running = sum(len(self._members(t)) for t in trials if t.status == Trial.RUNNING)
         self.progress.show()
         self.records.flush()
         self.mirror.retry_if_due(self.records, config_of)

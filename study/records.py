@@ -99,8 +99,8 @@ class StudyRecords:
             row["started_at"] = time.time()
 
     def finish(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None = None,
-               node_ip: str | None = None) -> None:
-        """Mark a trial TERMINATED or ERROR and write ``trials.parquet`` at once."""
+               node_ip: str | None = None, flush: bool = True) -> None:
+        """Mark a trial TERMINATED or ERROR and (unless ``flush=False``) write the tables at once."""
         row = self.trials.setdefault(trial_id, {"study": self.study, "trial_id": trial_id})
         row.update(config)
         row["status"] = status
@@ -111,7 +111,8 @@ class StudyRecords:
         if started is not None and not (isinstance(started, float) and math.isnan(started)):
             row["wall_s"] = time.time() - float(started)
         self._dirty = True
-        self.flush(force=True)
+        if flush:
+            self.flush(force=True)
 
     def is_finished(self, trial_id: str) -> bool:
         return self.trials.get(trial_id, {}).get("status") in ("TERMINATED", "ERROR")

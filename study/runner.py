@@ -41,6 +41,33 @@ class StudyResult:
     interrupted: bool
 
 
+def resolve_pack_size(spec: StudySpec) -> int:
+    """``pack_size`` as a number; ``auto`` asks a Ray task holding one trial's resources (so on a
+    cluster it is a GPU worker that measures its free memory, scaled to the trial's GPU share)."""
+    if spec.pack_size != "auto":
+        return int(spec.pack_size or 1)
+    import ray
+
+    from trainables.packed import auto_pack_size
+
+    config = spec.cells()[0]
+    probe = ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)(auto_pack_size)
+    size = ray.get(probe.remote(config))
+    share = spec.resources.gpu if 0 < spec.resources.gpu < 1 else 1.0
+    return max(1, int(size * share))
+
+
+def packed_param_space(spec: StudySpec, size: int) -> dict[str, Any]:
+    """One grid cell per pack: ``{"pack": [config, ...]}``, each pack at most ``size`` configs."""
+    from ray import tune
+
+    from trainables.packed import plan_packs
+
+    cells = spec.cells()
+    packs = [[cells[i] for i in pack] for pack in plan_packs(cells, size)]
+    return {"pack": tune.grid_search(packs), "objective": spec.objective.metric, "mode": spec.objective.mode}
+
+
 def param_space(spec: StudySpec) -> dict[str, Any]:
     from search_spaces import distribution, grid
 
@@ -222,8 +249,11 @@ def run_study(
 
         if address:
             _check_cluster_gpus(spec)
+        pack_size = resolve_pack_size(spec) if spec.pack_size is not None else None
         if trainable is None:
-            from trainables.contrastive import contrastive as trainable
+            from trainables.contrastive import contrastive, contrastive_pack
+
+            trainable = contrastive if pack_size is None else contrastive_pack
         fn = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
         already = sum(records.is_finished(t) for t in records.trials)
         progress = ProgressLine(spec.name, spec.n_trials(), spec.objective.metric, spec.objective.mode,
@@ -240,7 +270,7 @@ def run_study(
         else:
             tuner = tune.Tuner(
                 fn,
-                param_space=param_space(spec),
+                param_space=param_space(spec) if pack_size is None else packed_param_space(spec, pack_size),
                 tune_config=tune.TuneConfig(
                     metric=spec.objective.metric,
                     mode=spec.objective.mode,
@@ -259,6 +289,8 @@ def run_study(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 ),
             )
+        if pack_size is not None:
+            print(f"[clphase] {spec.n_trials()} configs in packs of up to {pack_size} per trial", flush=True)
         start = time.time()
         tuner.fit()
         progress.close()

@@ -73,6 +73,9 @@ class StudySpec(_Strict):
     resources: Resources = Field(default_factory=Resources)
     max_concurrent: int | None = Field(None, ge=1)
     max_failures: int = Field(1, ge=0, description="retries of a failing trial, from its last checkpoint")
+    pack_size: int | Literal["auto"] | None = Field(
+        None, description="configs trained as one vectorised model per trial (grid searcher only); auto: "
+        "as many as fit the trial's device")
     analysis: dict[str, Any] = Field(default_factory=dict)
     smoke: dict[str, Any] = Field(default_factory=dict)
 
@@ -175,6 +178,11 @@ def _check_configs(spec: StudySpec) -> None:
         raise SpecError("search: distributions need searcher.type: optuna (the grid searcher takes grid: axes)")
     if spec.searcher.type == "optuna" and not spec.search:
         raise SpecError("searcher.type optuna needs a search: block of distributions")
+    if spec.pack_size is not None:
+        if spec.searcher.type != "grid" or spec.scheduler.type != "fifo":
+            raise SpecError("pack_size packs grid cells: it needs searcher.type grid and scheduler.type fifo")
+        if isinstance(spec.pack_size, int) and spec.pack_size < 1:
+            raise SpecError(f"pack_size must be >= 1 or auto, got {spec.pack_size}")
     probe = {}
     for key, dist in spec.search.items():
         if len(dist) != 1:

@@ -16,9 +16,10 @@ import ray
 import torch
 from ray import tune
 
+from trainables.packed import ContrastivePack
 from trainables.training import ContrastiveRun, train
 
-__all__ = ["contrastive", "train", "trial_device"]
+__all__ = ["contrastive", "contrastive_pack", "train", "trial_device"]
 
 _STATE = "state.pt"
 
@@ -54,3 +55,38 @@ def contrastive(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save(run.state_dict(), Path(folder) / _STATE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def contrastive_pack(config: dict[str, Any]) -> None:
+    """Tune trainable for a pack: ``config["pack"]`` lists K configs trained as one vectorised model.
+
+    Each report carries every config's metrics under ``"pack"`` (the driver unpacks them into one
+    Parquet row and one MLflow child per config) and, for Tune's bookkeeping, ``objective``'s best
+    value over the pack under its own name.
+    """
+    objective, mode = config.get("objective", "randlabel_acc"), config.get("mode", "max")
+    pack = ContrastivePack(config["pack"], device=trial_device())
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            pack.load_state_dict(torch.load(Path(folder) / _STATE, map_location=pack.device, weights_only=False))
+    node_id = ray.get_runtime_context().get_node_id()
+
+    def report(save: bool) -> None:
+        metrics = [{**m, "node_id": node_id} for m in pack.evaluate()]
+        values = [m[objective] for m in metrics if objective in m and m[objective] == m[objective]]
+        best = (max(values) if mode == "max" else min(values)) if values else float("nan")
+        result = {"step": pack.step, objective: best, "pack": metrics}
+        if not save:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(pack.state_dict(), Path(folder) / _STATE)
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    if pack.done:  # restored from its final checkpoint: report once more
+        report(save=False)
+    while not pack.done:
+        pack.advance(pack.eval_every)
+        report(save=True)
+

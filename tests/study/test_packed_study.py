@@ -1,0 +1,46 @@
+"""A packed study writes the same tables as the same study one config per trial."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from study.runner import run_study
+from study.spec import SpecError, parse_spec
+from tests.study.conftest import TINY, write_spec
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+GRID = {"capacity": [{"encoder": "mlp", "width": 8, "depth": 1}, {"encoder": "mlp", "width": 16, "depth": 1}],
+        "embedding_dim": [2, 4, 8]}
+KEYS = ["width", "embedding_dim", "seed"]
+
+
+def test_a_packed_study_gives_the_tables_of_an_unpacked_one(tmp_path, tmp_store):
+    trainable = {**TINY, "steps": 30, "eval_every": 15}
+    lone = run_study(write_spec(tmp_path, name="lone", grid=GRID, seeds=[0, 1], trainable=trainable),
+                     out=tmp_path / "runs", tracking_uri=tmp_store)
+    packed = run_study(write_spec(tmp_path, name="packed", grid=GRID, seeds=[0, 1], trainable=trainable,
+                                  pack_size=5), out=tmp_path / "runs", tracking_uri=tmp_store)
+    assert (lone.n_finished, packed.n_finished) == (12, 12)
+    a = pd.read_parquet(lone.study_dir / "trials.parquet").set_index(KEYS).sort_index()
+    b = pd.read_parquet(packed.study_dir / "trials.parquet").set_index(KEYS).sort_index()
+    assert set(a.columns) == set(b.columns) and list(a.index) == list(b.index)
+    assert b["trial_id"].str.rsplit("-", n=1).str[0].nunique() == 3  # 12 configs in packs of 5, 5, 2
+    for metric in ["train_loss", "eval_loss", "effective_rank"]:
+        pd.testing.assert_series_equal(a[metric], b[metric], rtol=1e-4, check_names=False)
+    for metric in ["randlabel_acc", "cluster_acc", "probe_acc"]:  # probe accuracies: a flip of one point at most
+        assert (a[metric] - b[metric]).abs().max() <= 2 / 128 + 1e-9, metric
+    history = pd.read_parquet(packed.study_dir / "history.parquet")
+    assert len(history) == 24 and history.groupby("trial_id").size().eq(2).all()
+    client = MlflowClient(tmp_store)
+    experiment = client.get_experiment_by_name("packed")
+    children = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(c.data.tags["trial_id"] for c in children) == sorted(b["trial_id"])
+
+
+def test_packs_need_the_grid_searcher():
+    base = {"name": "p", "trainable": dict(TINY), "grid": {"embedding_dim": [2]}, "pack_size": 4}
+    with pytest.raises(SpecError, match="pack_size"):
+        parse_spec({**base, "scheduler": {"type": "asha"}})
+    assert parse_spec({**base, "pack_size": "auto"}).pack_size == "auto"

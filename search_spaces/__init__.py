@@ -1,5 +1,5 @@
 """Tune search spaces for the platform's axes: capacity, embedding dimension, augmentation noise."""
 
-from search_spaces.axes import DISTRIBUTIONS, capacity, capacity_label, distribution, grid, log2_range
+from search_spaces.axes import DISTRIBUTIONS, capacity, distribution, grid, log2_range
 
-__all__ = ["DISTRIBUTIONS", "capacity", "capacity_label", "distribution", "grid", "log2_range"]
+__all__ = ["DISTRIBUTIONS", "capacity", "distribution", "grid", "log2_range"]

@@ -39,13 +39,6 @@ def capacity(
     return cells
 
 
-def capacity_label(config: dict[str, Any]) -> str:
-    """``linear`` or ``mlp-{width}x{depth}``: one name per encoder capacity."""
-    if config.get("encoder") == "mlp":
-        return f"mlp-{config.get('width')}x{config.get('depth')}"
-    return str(config.get("encoder"))
-
-
 def grid(axes: dict[str, Sequence[Any]]) -> dict[str, Any]:
     """A Tune param space crossing every axis: one trial per cell."""
     for key, values in axes.items():

@@ -63,6 +63,15 @@ class StudyRecords:
     def history_path(self) -> Path:
         return self.study_dir / "history.parquet"
 
+    @property
+    def pending_path(self) -> Path:
+        """Reports not yet in ``history.parquet``, one JSON line each, appended the moment they arrive.
+
+        A trial resumed from a checkpoint never reports the steps before it again, so a report
+        must be on disk before a crash can happen, not at the next (throttled) Parquet write.
+        """
+        return self.study_dir / "history.pending.jsonl"
+
     def load(self) -> None:
         """Take up what an earlier invocation of the study wrote (for ``--resume``)."""
         if self.trials_path.exists():
@@ -71,6 +80,14 @@ class StudyRecords:
         if self.history_path.exists():
             for row in pd.read_parquet(self.history_path).to_dict("records"):
                 self.history[(str(row["trial_id"]), int(row["step"]))] = row
+        if self.pending_path.exists():
+            for line in self.pending_path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a crash may be cut short
+                    continue
+                self.history[(str(row["trial_id"]), int(row["step"]))] = row
+                self._dirty = True
 
     def last_step(self, trial_id: str) -> int:
         steps = [s for (t, s) in self.history if t == trial_id]
@@ -83,6 +100,10 @@ class StudyRecords:
         key = (trial_id, step)
         new = key not in self.history
         self.history[key] = {"trial_id": trial_id, "step": step, **{k: v for k, v in metrics.items() if k != "step"}}
+        if new:
+            self.study_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.pending_path, "a") as f:
+                f.write(json.dumps(self.history[key]) + "\n")
         row = self.trials.setdefault(trial_id, {"study": self.study, "trial_id": trial_id})
         if row.get("status") not in ("TERMINATED", "ERROR"):
             row.update(config)
@@ -137,6 +158,7 @@ class StudyRecords:
             _write_atomic(self.trials_frame(), self.trials_path)
         if self.history:
             _write_atomic(self.history_frame(), self.history_path)
+            self.pending_path.unlink(missing_ok=True)  # all of it is in history.parquet now
         self._dirty = False
         self._last_flush = time.time()
 

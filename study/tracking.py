@@ -59,6 +59,7 @@ class MlflowMirror:
         self.parent_id: str | None = None
         self.children: dict[str, str] = {}  # trial_id -> run_id
         self.logged_step: dict[str, int] = {}  # trial_id -> last step in MLflow
+        self.ended: set[str] = set()  # trial_ids whose child run MLflow already holds as FINISHED/FAILED
         self.dirty = False  # something failed to reach the store and awaits sync
         self.outage = False  # the store is down (said once, until it answers again)
         self._last_retry = 0.0
@@ -114,6 +115,8 @@ class MlflowMirror:
             trial_id = run.data.tags.get("trial_id")
             if trial_id:
                 self.children[trial_id] = run.info.run_id
+                if run.info.status in ("FINISHED", "FAILED"):
+                    self.ended.add(trial_id)
                 history = self.client.get_metric_history(run.info.run_id, "step")
                 self.logged_step[trial_id] = max((int(m.value) for m in history), default=-1)
 
@@ -185,6 +188,7 @@ class MlflowMirror:
         if tags:
             self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, "FINISHED" if status == "TERMINATED" else "FAILED")
+        self.ended.add(trial_id)
 
     def trial_ended(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None,
                     node_id: str | None = None, node_ip: str | None = None) -> None:
@@ -201,7 +205,7 @@ class MlflowMirror:
             for trial_id, row in records.trials.items():
                 config = config_of(row)
                 self._log(trial_id, config, by_trial.get(trial_id, []))
-                if row.get("status") in ("TERMINATED", "ERROR"):
+                if row.get("status") in ("TERMINATED", "ERROR") and trial_id not in self.ended:
                     text = {k: row.get(k) if isinstance(row.get(k), str) else None
                             for k in ("error", "node_id", "node_ip")}
                     self._end(trial_id, config, row["status"], text["error"], text["node_id"], text["node_ip"])

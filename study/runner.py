@@ -286,7 +286,9 @@ def run_study(
                     callbacks=[callback],
                     verbose=1 if verbose else 0,
                     failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    # Two, not one: the last experiment snapshot may still name the previous checkpoint when
+                    # the driver is killed, and a resumed trial must find it on disk.
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 ),
             )
         if pack_size is not None:

@@ -14,15 +14,20 @@ whole held-out sample.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, r2_score
 from torch import Tensor
+
+from trainables.kmeans import ari_nmi, batched_kmeans
+from trainables.probes import binary_probes, least_squares, logistic_probe, r2
 
 NAN = float("nan")
 PROBE_C = 1.0  # inverse L2 strength of every logistic probe, on standardised features
@@ -263,57 +268,143 @@ def evaluate(
     ``r2_linear``, ``mcc``        ``latent``                           fit -> test, all n
     ``content_r2``, ``style_r2``  ``content`` / ``style``              fit -> test
     ============================  ===================================  ==================
+
+    This is ``evaluate_many`` with one embedding: a config evaluated alone and inside a pack runs
+    the same code on the same numbers.
     """
-    zn = _numpy(z).reshape(len(z), -1)  # (n, E)
-    n = len(zn)
-    degenerate = is_degenerate(zn)
-    fit, test = fit_test_split(n, seed)
-    z_fit, z_test = standardise(zn[fit], zn[test]) if not degenerate else (zn[fit], zn[test])
-    z_all = np.concatenate([z_fit, z_test])  # standardised, in fit-then-test order
-    order = np.concatenate([fit, test])
-    labellings = {"n_labellings": n_labellings, "seed": seed}
-    truth_of = {key: _numpy(v) for key, v in heldout.items() if key != "x"}
+    z = z.reshape(len(z), -1)
+    return evaluate_many(z[None], [heldout], [truth], [seed], n_labellings=n_labellings)[0]
 
-    def probe(key: str) -> float:
-        y = truth_of[key]
-        return NAN if degenerate else linear_probe_acc(z_fit, y[fit], z_test, y[test])
 
-    def regression(key: str) -> float:
-        y = truth_of[key].reshape(n, -1)
-        return NAN if degenerate else r2_linear(z_fit, y[fit], z_test, y[test])
+def evaluate_many(
+    z: Tensor,
+    heldouts: Sequence[dict[str, Tensor]],
+    truths: Sequence[dict[str, Any]],
+    seeds: Sequence[int],
+    *,
+    dims: Sequence[int] | None = None,
+    n_labellings: int = 8,
+) -> list[dict[str, float]]:
+    """``evaluate`` for K embeddings at once, batched on their device: one dict per embedding.
 
-    out: dict[str, float] = {"effective_rank": NAN if degenerate else effective_rank(zn)}
+    ``z``: (K, n, E); embedding k is ``z[k, :, :dims[k]]`` (all E columns without ``dims``; later
+    columns are ignored). ``heldouts``, ``truths``, ``seeds``: per embedding, from one scenario
+    (same keys and n). Every fit of every embedding is one row of a batched solve
+    (``trainables.probes``, ``trainables.kmeans``); only the MCC's assignment and the data-only PCA
+    overlap run per embedding on the host. Metrics agree with the scikit-learn building blocks above
+    up to the solvers' tolerances (tests/trainables/test_metrics.py holds them side by side).
+    """
+    k_n, n, e_max = z.shape
+    device = z.device
+    dims_t = torch.tensor(list(dims) if dims is not None else [e_max] * k_n, device=device)
+    real = torch.arange(e_max, device=device)[None, :] < dims_t[:, None]  # (K, E)
+    zd = torch.where(real[:, None, :], z.detach().to(torch.float64), 0.0)
+    finite = torch.isfinite(zd).all(2).all(1)
+    zd = torch.where(finite[:, None, None], zd, 0.0)
+    spread = zd.amax(1) - zd.amin(1)  # (K, E)
+    scale = 1e-12 * (1.0 + zd.abs().amax(2).amax(1))
+    degenerate = ~finite | (spread <= scale[:, None]).all(1)
+    zd = torch.where(degenerate[:, None, None], 0.0, zd)
+    bad = degenerate.tolist()
+
+    # fit/test halves (each embedding's own seeded split) and the fit half's standardisation
+    splits = [fit_test_split(n, s) for s in seeds]
+    fit = torch.as_tensor(np.stack([f for f, _ in splits]), device=device)  # (K, n//2)
+    test = torch.as_tensor(np.stack([t for _, t in splits]), device=device)
+    order = torch.cat([fit, test], 1)
+
+    def rows(x: Tensor, idx: Tensor) -> Tensor:  # (K, n, ...) gathered along samples
+        return x.gather(1, idx.view(*idx.shape, *[1] * (x.dim() - 2)).expand(*idx.shape, *x.shape[2:]))
+
+    z_fit, z_test = rows(zd, fit), rows(zd, test)
+    mean, std = z_fit.mean(1, keepdim=True), z_fit.std(1, correction=0, keepdim=True)
+    std = torch.where(std > 1e-12 * (1.0 + mean.abs()), std, 1.0)
+    z_fit, z_test = (z_fit - mean) / std, (z_test - mean) / std
+    z_all = torch.cat([z_fit, z_test], 1)  # standardised, fit-then-test order
+
+    keys = [key for key in heldouts[0] if key != "x"]
+    truth_of = {key: torch.stack([h[key] for h in heldouts]).to(device) for key in keys}
+    out: dict[str, list[float]] = {}
+
+    centred = zd - zd.mean(1, keepdim=True)
+    sv = torch.linalg.svdvals(centred)  # (K, min(n, E))
+    total = sv.sum(1, keepdim=True)
+    prob = sv / torch.where(total > 0, total, 1.0)
+    entropy = -torch.where(prob > 0, prob * prob.clamp(min=1e-300).log(), 0.0).sum(1)
+    out["effective_rank"] = torch.where(total[:, 0] > 0, entropy.exp(), torch.nan).tolist()
+
+    def probe(labels: Tensor) -> list[float]:  # (K, n) class labels -> test accuracy per embedding
+        ids, codes = torch.unique(labels, return_inverse=True)
+        y_fit, y_test = rows(codes, fit), rows(codes, test)
+        pred = logistic_probe(z_fit, y_fit, z_test, n_classes=max(2, len(ids)))
+        one_class = y_fit.amax(1) == y_fit.amin(1)
+        acc = (pred == y_test).double().mean(1)
+        return torch.where(one_class, torch.nan, acc).tolist()
+
+    def randlabel(labels: Tensor) -> list[float]:  # mean probe accuracy over random balanced labellings
+        bits, sizes = [], []
+        for c, s in zip(labels.cpu().numpy(), seeds, strict=True):
+            ids, code = np.unique(c, return_inverse=True)
+            bits.append(random_labellings(ids.size, n_labellings, s)[:, code].T if ids.size >= 2
+                        else np.zeros((n, n_labellings), dtype=np.int64))
+            sizes.append(ids.size)
+        y = torch.as_tensor(np.stack(bits), device=device)  # (K, n, L)
+        y_fit, y_test = rows(y, fit), rows(y, test)
+        pred = binary_probes(z_fit, y_fit, z_test)  # (K, m', L)
+        acc = (pred == y_test).double().mean(1)  # (K, L)
+        acc = torch.where(y_fit.amax(1) == y_fit.amin(1), torch.nan, acc).mean(1)
+        return [a if size >= 2 else NAN for a, size in zip(acc.tolist(), sizes, strict=True)]
+
     if "label" in truth_of:
-        out["probe_acc"] = probe("label")
+        out["probe_acc"] = probe(truth_of["label"])
     if "cluster" in truth_of:
         c = truth_of["cluster"]
-        out["cluster_acc"] = probe("cluster")
-        out["randlabel_acc"] = (
-            NAN if degenerate else randlabel_acc(z_fit, c[fit], z_test, c[test], **labellings)
-        )
-        k = min(int(truth.get("n_clusters", np.unique(c).size)), n)
-        out["ari"], out["nmi"] = (NAN, NAN) if degenerate else kmeans_ari_nmi(z_all, c[order], k, seed)
+        out["cluster_acc"] = probe(c)
+        out["randlabel_acc"] = randlabel(c)
+        ari, nmi = [NAN] * k_n, [NAN] * k_n
+        wanted = [min(int(t.get("n_clusters", len(torch.unique(c[i])))), n) for i, t in enumerate(truths)]
+        for kc in sorted(set(wanted)):
+            members = [i for i, w in enumerate(wanted) if w == kc]
+            idx = torch.tensor(members, device=device)
+            labels = batched_kmeans(z_all[idx], kc, [seeds[i] for i in members])
+            a, m = ari_nmi(rows(c[idx], order[idx]), labels)
+            for i, av, mv in zip(members, a.tolist(), m.tolist(), strict=True):
+                ari[i], nmi[i] = av, mv
+        out["ari"], out["nmi"] = ari, nmi
     if "subcluster" in truth_of:
-        s = truth_of["subcluster"]
-        out["sub_randlabel_acc"] = (
-            NAN if degenerate else randlabel_acc(z_fit, s[fit], z_test, s[test], **labellings)
-        )
-    if "fisher_basis" in truth:
-        fisher = _numpy(truth["fisher_basis"])  # (D, K-1)
-        x = _numpy(heldout["x"]).reshape(n, -1)  # (n, D)
-        if degenerate:
-            out["subspace_overlap"] = NAN
-        else:
-            u = linearised_subspace(x, zn, fisher.shape[1])  # (D, min(K-1, E))
-            # an embedding narrower than K-1 can hold only part of the Fisher subspace:
-            # the missing directions count as orthogonal, so the score is ||U^T F||_F^2 / (K-1)
-            out["subspace_overlap"] = subspace_overlap(u, fisher) * u.shape[1] / fisher.shape[1]
-        if "pca_basis" in truth:
-            out["pca_overlap"] = subspace_overlap(_numpy(truth["pca_basis"]), fisher)
+        out["sub_randlabel_acc"] = randlabel(truth_of["subcluster"])
+    if "fisher_basis" in truths[0]:
+        fisher = torch.stack([torch.as_tensor(t["fisher_basis"]) for t in truths]).to(device, torch.float64)
+        q_f, _ = torch.linalg.qr(fisher)  # (K, D, q)
+        x = torch.stack([h["x"] for h in heldouts]).to(device, torch.float64)
+        w = torch.linalg.lstsq(x - x.mean(1, keepdim=True), centred).solution  # (K, D, E)
+        u = torch.linalg.svd(w, full_matrices=False).U  # (K, D, min(D, E))
+        q = fisher.shape[2]
+        kept = torch.arange(u.shape[2], device=device)[None, :] < dims_t.clamp(max=q)[:, None]  # min(q, D, e_k)
+        cos2 = (q_f.transpose(1, 2) @ u).pow(2).sum(1)  # (K, min(D, E))
+        out["subspace_overlap"] = ((cos2 * kept).sum(1) / q).tolist()
+        if "pca_basis" in truths[0]:
+            cache: dict[int, float] = {}
+            out["pca_overlap"] = [
+                cache.setdefault(id(t), subspace_overlap(_numpy(t["pca_basis"]), _numpy(t["fisher_basis"])))
+                for t in truths
+            ]
+
+    def regression(key: str) -> list[float]:
+        y = truth_of[key].reshape(k_n, n, -1)
+        pred = least_squares(z_fit, rows(y, fit), z_test)
+        return r2(rows(y, test), pred).tolist()
+
     if "latent" in truth_of:
         out["r2_linear"] = regression("latent")
-        out["mcc"] = mcc(zn, truth_of["latent"])
+        zh, latent = zd.cpu().numpy(), truth_of["latent"].cpu().numpy()
+        e_host = dims_t.tolist()
+        out["mcc"] = [NAN if bad[i] else mcc(zh[i, :, : e_host[i]], latent[i]) for i in range(k_n)]
     for key in ("content", "style"):
         if key in truth_of:
             out[f"{key}_r2"] = regression(key)
-    return out
+    nan_when_degenerate = set(out) - {"pca_overlap"}
+    return [
+        {key: (NAN if bad[i] and key in nan_when_degenerate else float(values[i])) for key, values in out.items()}
+        for i in range(k_n)
+    ]

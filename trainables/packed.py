@@ -31,9 +31,11 @@ The contract is equivalence: config k inside a pack follows the same trajectory 
   lone run would stop, while the others go on; nothing of one config reaches another (every
   operation is batched over the config axis, never reduced across it).
 
-Held-out evaluation embeds every config's held-out sample in one batched forward, then calls
-``trainables.metrics.evaluate`` per config on its first ``embedding_dim`` columns, so a packed
-config reports exactly the keys (and, within round-off, the values) of a lone one.
+Held-out evaluation embeds every config's held-out sample in one batched forward and scores all K
+embeddings in one batched call on the pack's device (``trainables.metrics.evaluate_many``: torch
+L-BFGS probes and k-means, one row per config and labelling). A lone run's ``evaluate`` is the same
+call with K = 1, so a packed config reports exactly the keys (and, within round-off, the values) of
+a lone one.
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ from torch import Tensor, nn
 
 from trainables.config import effective, resolve
 from trainables.encoders import ENCODERS
-from trainables.metrics import evaluate
+from trainables.metrics import evaluate_many
 from trainables.scenarios import SCENARIOS, Scenario
 from trainables.training import ContrastiveRun, pick_device
 
 __all__ = ["PER_CONFIG_KEYS", "PACKED_LOSSES", "ContrastivePack", "auto_pack_size", "pack_key",
-           "pack_memory_bytes", "plan_packs"]
+           "pack_flops", "pack_memory_bytes", "plan_packs"]
 
 _CPU_LOSS_BYTES = 1 << 20  # on CPU the loss runs over chunks of configs whose (B, B) logits fit in cache
 # Config keys that may differ inside one pack; every other key of the effective config must agree.
@@ -80,9 +82,12 @@ def plan_packs(configs: Sequence[Mapping[str, Any]], size: int) -> list[list[int
     """Split ``configs`` into packs of at most ``size``: lists of indices into ``configs``.
 
     Configs share a pack only under one ``pack_key``; within a key they are ordered by
-    (width, embedding_dim) before being cut into packs, so that a pack holds configs of similar
-    shape and pads little (a width-32 config padded to 128 costs 16 times its own hidden layer).
-    Packs come in the order of their first config; indices within a pack are ascending.
+    (width, embedding_dim) and cut into the fewest packs of at most ``size``, of sizes that differ
+    by at most one, so that a pack holds configs of similar shape and pads little (a width-32
+    config padded to 128 costs 16 times its own hidden layer) and no pack is a small remainder.
+    Packs come most expensive first (``pack_flops``; ties in the order of their first config):
+    trials start in that order, so the longest do not start last and leave the workers idle at the
+    end. Indices within a pack are ascending.
     """
     if size < 1:
         raise ValueError(f"pack size must be >= 1, got {size}")
@@ -95,8 +100,25 @@ def plan_packs(configs: Sequence[Mapping[str, Any]], size: int) -> list[list[int
     packs = []
     for members in groups.values():
         ordered = sorted(members, key=lambda i: (shapes[i], i))
-        packs += [sorted(ordered[j : j + size]) for j in range(0, len(ordered), size)]
-    return sorted(packs, key=lambda pack: pack[0])
+        n_packs = -(-len(ordered) // size)
+        bounds = [len(ordered) * j // n_packs for j in range(n_packs + 1)]
+        packs += [sorted(ordered[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    cost = {tuple(pack): pack_flops([configs[i] for i in pack]) for pack in packs}
+    return sorted(packs, key=lambda pack: (-cost[tuple(pack)], pack[0]))
+
+
+def pack_flops(configs: Sequence[Mapping[str, Any]]) -> int:
+    """Multiply-adds of one training step of a pack of ``configs``, padded to its widest shapes.
+
+    Per config: both views (2B rows) through every layer, forward and backward (x3), plus the
+    (B, B) similarity matrix over the widest embedding (x3). An estimate for ordering packs.
+    """
+    shapes = [_layer_shapes(c) for c in configs]
+    b = shapes[0][0]
+    depth = len(shapes[0][2])
+    widest = [(max(s[2][l][0] for s in shapes), max(s[2][l][1] for s in shapes)) for l in range(depth)]
+    per_config = 3 * 2 * b * sum(o * i for o, i in widest) + 3 * b * b * widest[-1][0]
+    return len(configs) * per_config
 
 
 def _check_packable(configs: Sequence[Mapping[str, Any]]) -> None:
@@ -198,8 +220,8 @@ class ContrastivePack:
     exactly. ``done`` is true once every config has finished (``finished`` says which have);
     ``step`` counts the pack's steps, a diverged config's own step is in its metrics.
 
-    Timing: ``train_s`` of each config is the pack's training time divided by K; ``eval_s`` is
-    the batched held-out forward divided by K plus the config's own ``metrics.evaluate`` time.
+    Timing: ``train_s`` and ``eval_s`` of each config are the pack's training and evaluation
+    times divided by K.
     """
 
     key = staticmethod(pack_key)
@@ -443,19 +465,22 @@ class ContrastivePack:
 
     @torch.no_grad()
     def evaluate(self) -> list[dict[str, float]]:
-        """Per config, what ``ContrastiveRun.evaluate()`` returns: held-out metrics and bookkeeping."""
+        """Per config, what ``ContrastiveRun.evaluate()`` returns: held-out metrics and bookkeeping.
+
+        All K configs are scored in one batched call (``trainables.metrics.evaluate_many``) on the
+        pack's device; each config's ``eval_s`` grows by the call's time divided by K.
+        """
         start = time.perf_counter()
-        zs = self.embeddings()
+        z = self._encode(self._per_config(self._heldout_x))  # (K, n_eval, E_max), zero past each embedding_dim
         eval_loss = self._loss(self._per_config(self._heldout_pairs)).tolist()
+        streams = [self._streams[g] for g in self._group_host]
+        reports = evaluate_many(z, [s.heldout for s in streams], [s.scenario.truth for s in streams], self.seeds,
+                                dims=self.embedding_dims)
         steps_done = self._steps_done.tolist()
-        shared = (time.perf_counter() - start) / len(self.configs)
-        reports = []
-        for i, (z, g) in enumerate(zip(zs, self._group_host, strict=True)):
-            start = time.perf_counter()
-            stream = self._streams[g]
-            metrics = evaluate(z, stream.heldout, stream.scenario.truth, seed=self.seeds[i])
+        share = (time.perf_counter() - start) / len(self.configs)
+        for i, metrics in enumerate(reports):
+            self.eval_s[i] += share
             metrics["eval_loss"] = eval_loss[i]
-            self.eval_s[i] += shared + time.perf_counter() - start
             metrics.update(
                 step=steps_done[i],
                 train_loss=self.last_loss[i],
@@ -464,7 +489,6 @@ class ContrastivePack:
                 train_s=self.train_s[i],
                 eval_s=self.eval_s[i],
             )
-            reports.append(metrics)
         return reports
 
     def encoder(self, i: int) -> nn.Module:

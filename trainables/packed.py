@@ -49,11 +49,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainables.config import effective, resolve
 from trainables.encoders import ENCODERS
+from trainables.losses import batched_info_nce
 from trainables.metrics import evaluate_many
 from trainables.scenarios import SCENARIOS, Scenario
 from trainables.training import ContrastiveRun, pick_device
@@ -142,21 +142,6 @@ def _check_packable(configs: Sequence[Mapping[str, Any]]) -> None:
 # losses on stacked embeddings: (K, B, E) x (K, B, E) -> (K,), one value per config
 
 
-def packed_info_nce(z1: Tensor, z2: Tensor, temperature: Tensor) -> Tensor:
-    """``trainables.losses.info_nce`` for K configs at once; ``temperature``: (K,).
-
-    Row k equals ``info_nce(z1[k], z2[k], temperature[k])`` up to round-off (1/t is applied to
-    the (B, E) side, not to the (B, B) logits: one pass less over the largest tensor, each way);
-    zero-padded embedding columns change nothing (cosine similarities ignore them).
-    """
-    z1 = F.normalize(z1, dim=2) / temperature[:, None, None]  # (K, B, E)
-    z2 = F.normalize(z2, dim=2)
-    logits = torch.bmm(z1, z2.transpose(1, 2))  # (K, B, B) cosine / t
-    rows = logits.log_softmax(2).diagonal(dim1=1, dim2=2)  # (K, B) log p(z2_i | z1_i)
-    cols = logits.log_softmax(1).diagonal(dim1=1, dim2=2)  # (K, B) log p(z1_i | z2_i)
-    return 0.5 * (-rows.mean(1) + -cols.mean(1))
-
-
 def packed_spectral(z1: Tensor, z2: Tensor) -> Tensor:
     """``trainables.losses.spectral`` for K configs at once: row k equals ``spectral(z1[k], z2[k])``."""
     b = z1.shape[1]
@@ -167,7 +152,7 @@ def packed_spectral(z1: Tensor, z2: Tensor) -> Tensor:
     return positive + off_diagonal
 
 
-PACKED_LOSSES = {"info_nce": packed_info_nce, "spectral": packed_spectral}
+PACKED_LOSSES = {"info_nce": batched_info_nce, "spectral": packed_spectral}  # batched_info_nce: one exp pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,10 +253,13 @@ class ContrastivePack:
         for r in runs:  # the lone loss's own argument checks (e.g. temperature > 0), once, at build time
             z = torch.ones(2, 1, device=self.device)
             r.loss_fn(z, z, **r.resolved.loss_kwargs)
-        self._loss_kwargs = {
-            name: torch.tensor([r.resolved.loss_kwargs[name] for r in runs], dtype=torch.float32, device=self.device)
-            for name in _PER_CONFIG_LOSS_KWARGS if name in first.loss_kwargs
-        }
+        host = {name: torch.tensor([r.resolved.loss_kwargs[name] for r in runs], dtype=torch.float32)
+                for name in _PER_CONFIG_LOSS_KWARGS if name in first.loss_kwargs}
+        self._loss_kwargs = {name: v.to(self.device) for name, v in host.items()}
+        if self.loss_name == "info_nce":  # the temperatures on the host too: no device sync per step
+            self._loss_kwargs_host = {"t_host": host["temperature"]}
+        else:
+            self._loss_kwargs_host = {}
 
         self.step = 0  # the pack's steps; a diverged config stopped at its own (see _steps_done)
         self._active = torch.ones(k, dtype=torch.bool, device=self.device)  # not diverged
@@ -413,7 +401,8 @@ class ContrastivePack:
         chunk = k if self.device.type != "cpu" else max(1, _CPU_LOSS_BYTES // (4 * b * b))
         losses = [
             self._loss_fn(z[i : i + chunk, :b], z[i : i + chunk, b:],
-                          **{name: v[i : i + chunk] for name, v in self._loss_kwargs.items()})
+                          **{name: v[i : i + chunk] for name, v in self._loss_kwargs.items()},
+                          **{name: v[i : i + chunk] for name, v in self._loss_kwargs_host.items()})
             for i in range(0, k, chunk)
         ]
         return losses[0] if len(losses) == 1 else torch.cat(losses)

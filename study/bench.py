@@ -99,6 +99,11 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
     }
     print(f"[clphase bench] {len(configs)} configs x {steps} steps on "
           f"{figures['gpu'] or str(os.cpu_count()) + ' CPU cores'}", flush=True)
+    if pack_size == "auto" and not on_gpu:  # the size the run will use, for the record
+        from study.runner import resolve_pack_size
+
+        pack_size = resolve_pack_size(parse_spec(bench_spec(steps, seeds, list(widths), list(dims), "auto", share)))
+    figures["pack_size"] = pack_size
     runs = {
         "a": ("plain loop", lambda folder: plain_loop(configs)),
         "b": ("clphase, one config per trial", lambda folder: through_clphase(base, folder, address)),

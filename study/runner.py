@@ -42,15 +42,20 @@ class StudyResult:
 
 
 def resolve_pack_size(spec: StudySpec) -> int:
-    """``pack_size`` as a number; ``auto`` asks a Ray task holding one trial's resources (so on a
-    cluster it is a GPU worker that measures its free memory, scaled to the trial's GPU share)."""
+    """``pack_size`` as a number. ``auto`` on GPUs asks a Ray task holding one trial's resources (so on
+    a cluster it is a GPU worker that measures its free memory, scaled to the trial's GPU share), for
+    the config that needs the most memory per pack slot; on CPUs the rule needs no device, so the
+    driver applies it to the first cell without starting a worker."""
     if spec.pack_size != "auto":
         return int(spec.pack_size or 1)
+    from trainables.packed import auto_pack_size, pack_memory_bytes
+
+    cells = spec.cells()
+    if spec.resources.gpu == 0:
+        return auto_pack_size(cells[0], "cpu")
     import ray
 
-    from trainables.packed import auto_pack_size
-
-    config = spec.cells()[0]
+    config = max(cells, key=pack_memory_bytes)
     probe = ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)(auto_pack_size)
     size = ray.get(probe.remote(config))
     share = spec.resources.gpu if 0 < spec.resources.gpu < 1 else 1.0

@@ -29,10 +29,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["binary_probes", "logistic_probe", "least_squares", "r2"]
+__all__ = ["NEWTON_MAX_FEATURES", "binary_probes", "logistic_probe", "least_squares", "r2"]
 
 _HISTORY = 10
 _ARMIJO = 1e-4
+NEWTON_MAX_FEATURES = 64  # binomial probes on up to this many features: Newton, beyond: L-BFGS
 _BACKTRACKS = 20  # step halvings before a problem counts as converged (2^-20: within round-off)
 
 
@@ -88,9 +89,9 @@ def logistic_probe(
         idx = two.nonzero()[:, 0]
         high = torch.where(present[idx], classes, -1).amax(1)  # the class scikit-learn calls 1
         low = torch.where(present[idx], classes, n_classes).amin(1)
-        target = (y_fit[idx] == high[:, None]).to(work)[:, :, None]
-        u = _fit(z_fit[idx], target, z_test[idx], binary=True, free=None, c=c, max_iter=max_iter, tol=tol)
-        pred[idx] = torch.where(u[:, :, 0] > 0, high[:, None], low[:, None])
+        bit = binary_probes(z_fit[idx], (y_fit[idx] == high[:, None]).long()[:, :, None], z_test[idx], c=c,
+                            max_iter=max_iter, tol=tol)
+        pred[idx] = torch.where(bit[:, :, 0] == 1, high[:, None], low[:, None])
     more = count > 2
     if bool(more.any()):
         idx = more.nonzero()[:, 0]
@@ -105,15 +106,79 @@ def binary_probes(z_fit: Tensor, bits_fit: Tensor, z_test: Tensor, *, c: float =
                   tol: float = 1e-5) -> Tensor:
     """O binomial probes per problem on the same features: (P, m, F), (P, m, O) 0/1, (P, m', F) -> (P, m', O) 0/1.
 
-    Each column is its own ``LogisticRegression(C=c)`` fit; as the objective is a sum over columns,
-    one L-BFGS over all of a problem's columns reaches every column's optimum, with one (m, F+1) x
-    (F+1, O) product per step instead of O matrix-vector ones. A column with one class in
+    Each column is its own ``LogisticRegression(C=c)`` fit. Up to ``NEWTON_MAX_FEATURES`` features
+    they are solved by batched Newton (``_newton_binary``: one (F+1, F+1) Hessian per column, a few
+    tens of iterations), beyond by L-BFGS over all of a problem's columns at once (the objective
+    is a sum over columns, so it reaches every column's optimum). A column with one class in
     ``bits_fit`` predicts that class (callers report NaN).
     """
     b = bits_fit.to(torch.float32)
     free = b.amax(1) > b.amin(1)  # (P, O) both classes present
-    u = _fit(z_fit, b, z_test, binary=True, free=None if bool(free.all()) else free, c=c, max_iter=max_iter, tol=tol)
+    if z_fit.shape[2] <= NEWTON_MAX_FEATURES:
+        u = _newton_binary(z_fit, b, z_test, free=free, c=c, max_iter=min(max_iter, 100), tol=tol)
+    else:
+        u = _fit(z_fit, b, z_test, binary=True, free=None if bool(free.all()) else free, c=c, max_iter=max_iter,
+                 tol=tol)
     return torch.where(free[:, None, :], (u > 0).long(), bits_fit[:, :1, :].long())
+
+
+def _newton_binary(z_fit: Tensor, target: Tensor, z_test: Tensor, *, free: Tensor, c: float, max_iter: int,
+                   tol: float) -> Tensor:
+    """Batched Newton with backtracking for P x O binomial problems; the fitted logits on ``z_test``: (P, m', O).
+
+    Per column: gradient ``g = Z1^T (sigmoid(u) - y) / m + lam [w; 0]``, Hessian
+    ``H = Z1^T diag(s) Z1 / m + lam diag(1, .., 1, 0)`` with ``s = p (1 - p)``, step ``-H^-1 g``
+    (Cholesky, float64) and the same Armijo backtracking and stopping rules as ``_fit``. Columns
+    in ``free`` only; the others keep zero weights.
+    """
+    work, dtype = torch.float32, torch.float64
+    device = z_fit.device
+    p, m, f = z_fit.shape
+    o = target.shape[2]
+    z1 = torch.cat([z_fit.to(work), torch.ones(p, m, 1, dtype=work, device=device)], 2)  # (P, m, F+1)
+    lam = 1.0 / (c * m)
+    penalty = torch.ones(f + 1, dtype=dtype, device=device)
+    penalty[-1] = 0.0  # the intercept is not penalised
+
+    def loss_of(theta: Tensor) -> tuple[Tensor, Tensor]:  # (P, F+1, O) -> loss (P, O), logits (P, m, O)
+        u = torch.bmm(z1, theta.to(work))
+        terms = torch.nn.functional.softplus(u) - target * u
+        return terms.double().sum(1) / m + 0.5 * lam * (theta * penalty[:, None]).pow(2).sum(1), u
+
+    theta = torch.zeros(p, f + 1, o, dtype=dtype, device=device)
+    loss, u = loss_of(theta)
+    active = free.clone()
+    eye = torch.diag(penalty) * lam
+    for _ in range(max_iter):
+        prob = torch.sigmoid(u)
+        grad = torch.bmm(z1.transpose(1, 2), prob - target).double() / m + lam * penalty[:, None] * theta
+        active &= grad.abs().amax(1) > tol
+        if not bool(active.any()):
+            break
+        weight = (prob * (1 - prob)).transpose(1, 2)  # (P, O, m)
+        scaled = z1[:, None] * weight[..., None]  # (P, O, m, F+1)
+        hess = (scaled.transpose(2, 3) @ z1[:, None]).double() / m + eye  # (P, O, F+1, F+1)
+        chol, info = torch.linalg.cholesky_ex(hess)
+        g = grad.transpose(1, 2)[..., None]  # (P, O, F+1, 1)
+        newton = -torch.cholesky_solve(g, chol)[..., 0]  # (P, O, F+1)
+        d = torch.where((info == 0)[..., None], newton, -g[..., 0])
+        d = torch.where(active[..., None], d, 0.0).transpose(1, 2)  # (P, F+1, O)
+        slope = (grad * d).sum(1)  # (P, O)
+        step = torch.ones(p, o, dtype=dtype, device=device)
+        for _ in range(_BACKTRACKS):
+            theta_new = theta + step[:, None, :] * d
+            loss_new, u_new = loss_of(theta_new)
+            ok = (loss_new <= loss + _ARMIJO * step * slope) | ~active
+            if bool(ok.all()):
+                break
+            step = torch.where(ok, step, 0.5 * step)
+        stalled = ~ok  # no decrease within round-off: this column is at its optimum
+        theta = torch.where(stalled[:, None, :], theta, theta_new)
+        loss = torch.where(stalled, loss, loss_new)
+        u = torch.where(stalled[:, None, :], u, u_new)
+        active &= ~stalled
+    ones = torch.ones(p, z_test.shape[1], 1, dtype=work, device=device)
+    return torch.bmm(torch.cat([z_test.to(work), ones], 2), theta.to(work))
 
 
 def _fit(z_fit: Tensor, target: Tensor, z_test: Tensor, *, binary: bool, free: Tensor | None, c: float,

@@ -12,7 +12,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import r2_score
 
 from trainables.metrics import standardise
-from trainables.probes import least_squares, logistic_probe, r2
+from trainables.probes import binary_probes, least_squares, logistic_probe, r2
 
 
 def blobs(p: int, m: int, f: int, classes: int, seed: int) -> tuple[np.ndarray, ...]:
@@ -38,8 +38,9 @@ def sklearn_predictions(zf: np.ndarray, yf: np.ndarray, zt: np.ndarray) -> np.nd
     return np.stack(out)
 
 
-@pytest.mark.parametrize(("classes", "f"), [(2, 3), (2, 16), (4, 8), (16, 16), (12, 2)])
+@pytest.mark.parametrize(("classes", "f"), [(2, 3), (2, 16), (2, 70), (4, 8), (16, 16), (12, 2)])  # 70: L-BFGS
 def test_logistic_probe_predicts_as_sklearn(classes: int, f: int) -> None:
+    """Binomial up to NEWTON_MAX_FEATURES features by Newton, beyond and multinomial by L-BFGS."""
     m = 512
     zf, yf, zt, yt = blobs(12, m, f, classes, seed=classes * 100 + f)
     pred = logistic_probe(torch.tensor(zf), torch.tensor(yf), torch.tensor(zt), n_classes=classes).numpy()
@@ -51,6 +52,21 @@ def test_logistic_probe_predicts_as_sklearn(classes: int, f: int) -> None:
     acc, acc_ref = (pred == yt).mean(1), (ref == yt).mean(1)
     np.testing.assert_allclose(acc, acc_ref, atol=3 / m)
     assert acc.min() > 1.0 / classes  # the problems carry signal: the test above is not vacuous
+
+
+def test_binary_probes_are_independent_binomial_fits() -> None:
+    """O labellings of the same features at once equal O separate fits; a one-class column predicts its class."""
+    zf, _, zt, _ = blobs(3, 400, 6, 6, seed=11)
+    rng = np.random.default_rng(1)
+    bits = (zf[:, :, :3] + rng.normal(size=(3, 400, 3)) > 0).astype(np.int64)  # (P, m, O = 3)
+    bits[2, :, 1] = 1
+    pred = binary_probes(torch.tensor(zf), torch.tensor(bits), torch.tensor(zt)).numpy()
+    for o in range(3):
+        alone = logistic_probe(torch.tensor(zf), torch.tensor(bits[:, :, o]), torch.tensor(zt), n_classes=2).numpy()
+        assert (alone != pred[:, :, o]).mean() <= 1 / 400
+        ref = sklearn_predictions(zf[:2], bits[:2, :, o], zt[:2])
+        assert (ref != pred[:2, :, o]).mean(1).max() <= 2 / 400
+    assert (pred[2, :, 1] == 1).all()
 
 
 def test_logistic_probe_separable_data_is_perfect_and_bounded() -> None:

@@ -5,6 +5,10 @@ public so that analysis code and tests can use them one at a time. They take Num
 (``n`` samples in rows) and return plain floats; a non-finite or constant embedding gives
 NaN, never an exception, so that a diverged run still evaluates.
 
+``evaluate`` and ``evaluate_many`` run in torch (``trainables.probes``, ``trainables.kmeans``);
+the scikit-learn building blocks are the reference they are tested against, imported only when
+called (scikit-learn and SciPy cost a trial process about 2 s to import).
+
 Probes and regressions are fitted on one half of the held-out sample and scored on the
 other (``fit_test_split``); the embedding is standardised with the fit half's statistics
 first. Unsupervised metrics (effective rank, k-means, MCC, the linearised subspace) use the
@@ -19,11 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, r2_score
 from torch import Tensor
 
 from trainables.kmeans import ari_nmi, batched_kmeans
@@ -72,6 +71,9 @@ def linear_probe_acc(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y
     """
     if not (np.isfinite(z_fit).all() and np.isfinite(z_test).all()) or np.unique(y_fit).size < 2:
         return NAN
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER)
     with warnings.catch_warnings():
         # an unconverged probe still gives a valid (lower-bound) accuracy; a sweep of
@@ -134,6 +136,10 @@ def kmeans_ari_nmi(
     """
     if is_degenerate(z):
         return NAN, NAN
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
     km = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct points than k
@@ -204,6 +210,9 @@ def r2_linear(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_test: 
     """
     if not (np.isfinite(z_fit).all() and np.isfinite(z_test).all()):
         return NAN
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+
     reg = LinearRegression().fit(z_fit, y_fit)
     return float(r2_score(y_test, reg.predict(z_test), multioutput="uniform_average"))
 
@@ -232,6 +241,8 @@ def mcc(z: np.ndarray, latent: np.ndarray) -> float:
     if is_degenerate(z):
         return NAN
     c = np.abs(_correlation(latent, z))  # (k, E)
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(c, maximize=True)
     return float(c[rows, cols].sum() / latent.shape[1])
 

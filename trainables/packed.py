@@ -566,7 +566,7 @@ def auto_pack_size(config: Mapping[str, Any], device: str | torch.device | None 
 
     CUDA: as many as fit in 70% of the device's free memory (``torch.cuda.mem_get_info``) at
     ``pack_memory_bytes(config)`` each, at most 1024 (beyond that a step is long enough to hide
-    every launch, and the per-config evaluation, serial, dominates). CPU: packing saves Python
+    every launch). CPU: packing saves Python
     and dispatch overhead, not arithmetic, which beyond a few configs it has already saved; so a
     modest 16 for small models (batch x weights <= 2^22 multiply-adds per view, e.g. a linear
     encoder or a width-32 MLP at batch 256) and 8 above that, never more than fit in a quarter

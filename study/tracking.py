@@ -60,6 +60,9 @@ class MlflowMirror:
         self.children: dict[str, str] = {}  # trial_id -> run_id
         self.logged_step: dict[str, int] = {}  # trial_id -> last step in MLflow
         self.ended: set[str] = set()  # trial_ids whose child run MLflow already holds as FINISHED/FAILED
+        # what a child still lacks, written with its next batch (one store call per report, not three)
+        self.pending_params: dict[str, list[Param] | None] = {}  # None: all of the config's, computed when written
+        self.tagged: set[str] = set()  # trial_ids whose node tags MLflow holds
         self.dirty = False  # something failed to reach the store and awaits sync
         self.outage = False  # the store is down (said once, until it answers again)
         self._last_retry = 0.0
@@ -115,6 +118,10 @@ class MlflowMirror:
             trial_id = run.data.tags.get("trial_id")
             if trial_id:
                 self.children[trial_id] = run.info.run_id
+                if not run.data.params:  # created, then the driver stopped before its first batch
+                    self.pending_params[trial_id] = None
+                if run.data.tags.get("node_id"):
+                    self.tagged.add(trial_id)
                 if run.info.status in ("FINISHED", "FAILED"):
                     self.ended.add(trial_id)
                 history = self.client.get_metric_history(run.info.run_id, "step")
@@ -151,15 +158,36 @@ class MlflowMirror:
                 run_name=self._run_name(config, trial_id),
                 tags={"mlflow.parentRunId": self.parent_id, "trial_id": trial_id},
             )
-            params = [Param(k, str(v)) for k, v in config.items()]
-            for i in range(0, len(params), _PARAM_BATCH):
-                self.client.log_batch(run.info.run_id, params=params[i:i + _PARAM_BATCH])
+            self.pending_params[trial_id] = [Param(k, str(v)) for k, v in config.items()]
             self.children[trial_id] = run.info.run_id
             self.logged_step[trial_id] = -1
         return self.children[trial_id]
 
     def trial_started(self, trial_id: str, config: Mapping[str, Any]) -> None:
         self._guard(lambda: self._child(trial_id, config))
+
+    def _node_tags(self, trial_id: str, node_id: Any, node_ip: Any) -> list[RunTag]:
+        if trial_id in self.tagged:
+            return []
+        return [RunTag(k, v) for k, v in (("node_id", node_id), ("node_ip", node_ip)) if isinstance(v, str) and v]
+
+    def _batch(self, run_id: str, trial_id: str, config: Mapping[str, Any], metrics: list[Metric],
+               tags: list[RunTag]) -> None:
+        """One ``log_batch`` where MLflow's limits allow (1000 items, 100 params): the child's params
+        if still pending, ``metrics`` and ``tags``; the bookkeeping follows only what the store took."""
+        params = self.pending_params.get(trial_id, [])
+        if params is None:
+            params = [Param(k, str(v)) for k, v in config.items()]
+        first = True
+        while first or params or metrics:
+            take_p = params[:_PARAM_BATCH]
+            room = 1000 - len(take_p) - (len(tags) if first else 0)
+            take_m = metrics[:room]
+            self.client.log_batch(run_id, metrics=take_m, params=take_p, tags=tags if first else [])
+            params, metrics, first = params[len(take_p):], metrics[len(take_m):], False
+            self.pending_params[trial_id] = params
+        if tags:
+            self.tagged.add(trial_id)
 
     def _log(self, trial_id: str, config: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> None:
         run_id = self._child(trial_id, config)
@@ -170,8 +198,9 @@ class MlflowMirror:
             for k, v in row.items()
             if k != "trial_id" and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
-        for i in range(0, len(metrics), 1000):
-            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+        tags = self._node_tags(trial_id, rows[-1].get("node_id"), rows[-1].get("node_ip")) if rows else []
+        if metrics or tags or self.pending_params.get(trial_id, []) != []:
+            self._batch(run_id, trial_id, config, metrics, tags)
         if rows:
             self.logged_step[trial_id] = max(self.logged_step[trial_id], max(int(r["step"]) for r in rows))
 
@@ -182,11 +211,11 @@ class MlflowMirror:
     def _end(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None,
              node_id: str | None = None, node_ip: str | None = None) -> None:
         run_id = self._child(trial_id, config)
-        tags = [RunTag(k, v) for k, v in (("node_id", node_id), ("node_ip", node_ip)) if v]
+        tags = self._node_tags(trial_id, node_id, node_ip)
         if error:
             tags.append(RunTag("error", error[:5000]))
-        if tags:
-            self.client.log_batch(run_id, tags=tags)
+        if tags or self.pending_params.get(trial_id, []) != []:
+            self._batch(run_id, trial_id, config, [], tags)
         self.client.set_terminated(run_id, "FINISHED" if status == "TERMINATED" else "FAILED")
         self.ended.add(trial_id)
 

@@ -62,7 +62,7 @@ class MlflowMirror:
         self.ended: set[str] = set()  # trial_ids whose child run MLflow already holds as FINISHED/FAILED
         # what a child still lacks, written with its next batch (one store call per report, not three)
         self.pending_params: dict[str, list[Param] | None] = {}  # None: all of the config's, computed when written
-        self.tagged: set[str] = set()  # trial_ids whose node tags MLflow holds
+        self.tagged: dict[str, tuple[Any, Any]] = {}  # trial_id -> the (node_id, node_ip) MLflow holds
         self.dirty = False  # something failed to reach the store and awaits sync
         self.outage = False  # the store is down (said once, until it answers again)
         self._last_retry = 0.0
@@ -121,7 +121,7 @@ class MlflowMirror:
                 if not run.data.params:  # created, then the driver stopped before its first batch
                     self.pending_params[trial_id] = None
                 if run.data.tags.get("node_id"):
-                    self.tagged.add(trial_id)
+                    self.tagged[trial_id] = (run.data.tags.get("node_id"), run.data.tags.get("node_ip"))
                 if run.info.status in ("FINISHED", "FAILED"):
                     self.ended.add(trial_id)
                 history = self.client.get_metric_history(run.info.run_id, "step")
@@ -167,12 +167,13 @@ class MlflowMirror:
         self._guard(lambda: self._child(trial_id, config))
 
     def _node_tags(self, trial_id: str, node_id: Any, node_ip: Any) -> list[RunTag]:
-        if trial_id in self.tagged:
+        """The node tags to write: none while MLflow holds these (a trial moved to another node is re-tagged)."""
+        if self.tagged.get(trial_id) == (node_id, node_ip):
             return []
         return [RunTag(k, v) for k, v in (("node_id", node_id), ("node_ip", node_ip)) if isinstance(v, str) and v]
 
     def _batch(self, run_id: str, trial_id: str, config: Mapping[str, Any], metrics: list[Metric],
-               tags: list[RunTag]) -> None:
+               tags: list[RunTag], node: tuple[Any, Any] | None = None) -> None:
         """One ``log_batch`` where MLflow's limits allow (1000 items, 100 params): the child's params
         if still pending, ``metrics`` and ``tags``; the bookkeeping follows only what the store took."""
         params = self.pending_params.get(trial_id, [])
@@ -186,8 +187,8 @@ class MlflowMirror:
             self.client.log_batch(run_id, metrics=take_m, params=take_p, tags=tags if first else [])
             params, metrics, first = params[len(take_p):], metrics[len(take_m):], False
             self.pending_params[trial_id] = params
-        if tags:
-            self.tagged.add(trial_id)
+        if node is not None and any(t.key.startswith("node_") for t in tags):
+            self.tagged[trial_id] = node
 
     def _log(self, trial_id: str, config: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> None:
         run_id = self._child(trial_id, config)
@@ -198,9 +199,10 @@ class MlflowMirror:
             for k, v in row.items()
             if k != "trial_id" and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
-        tags = self._node_tags(trial_id, rows[-1].get("node_id"), rows[-1].get("node_ip")) if rows else []
+        node = (rows[-1].get("node_id"), rows[-1].get("node_ip")) if rows else None
+        tags = self._node_tags(trial_id, *node) if node else []
         if metrics or tags or self.pending_params.get(trial_id, []) != []:
-            self._batch(run_id, trial_id, config, metrics, tags)
+            self._batch(run_id, trial_id, config, metrics, tags, node)
         if rows:
             self.logged_step[trial_id] = max(self.logged_step[trial_id], max(int(r["step"]) for r in rows))
 
@@ -215,7 +217,7 @@ class MlflowMirror:
         if error:
             tags.append(RunTag("error", error[:5000]))
         if tags or self.pending_params.get(trial_id, []) != []:
-            self._batch(run_id, trial_id, config, [], tags)
+            self._batch(run_id, trial_id, config, [], tags, (node_id, node_ip))
         self.client.set_terminated(run_id, "FINISHED" if status == "TERMINATED" else "FAILED")
         self.ended.add(trial_id)
 

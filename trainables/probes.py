@@ -12,6 +12,9 @@ solver's every step is a handful of batched matrix products, on the device the e
 
 by batched L-BFGS (Nocedal & Wright 2006, algorithm 7.4, two-loop recursion with a history of
 10, backtracking Armijo line search), every problem with its own history, step and stopping test.
+Binomial problems on up to ``NEWTON_MAX_FEATURES`` features (the random-labelling probes: K configs
+x 8 labellings) are solved by batched Newton instead, one (F+1, F+1) Hessian per labelling, in a
+few tens of iterations where L-BFGS needs hundreds on nearly separable labellings.
 The objective is strictly convex, so both solvers reach the same optimum; the test accuracies agree
 up to test points that lie within the solvers' tolerance of a decision boundary
 (tests/trainables/test_probes.py compares them with scikit-learn on many problems).

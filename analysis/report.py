@@ -129,6 +129,17 @@ def find_parent_run(study: str, study_dir: str | Path, tracking_uri: str | None 
     return run.info.run_id, f"newest parent run {run.info.run_id} (none tagged with {here})"
 
 
+def _study_tracking_uri(study_dir: str | Path) -> str | None:
+    """The store the study itself was recorded in (``study.json``, written by ``clphase run``), if any."""
+    import json
+
+    path = Path(study_dir) / "study.json"
+    try:
+        return json.loads(path.read_text()).get("tracking_uri") if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
 def _log_artifacts(run_id: str, folder: Path, tracking_uri: str | None) -> None:
     from mlflow import MlflowClient
 
@@ -258,7 +269,7 @@ def analyze(
     if log_to_mlflow:
         import mlflow
 
-        tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+        tracking_uri = tracking_uri or _study_tracking_uri(study_dir) or mlflow.get_tracking_uri()
         try:
             run_id, message = find_parent_run(study, study_dir, tracking_uri)
         except Exception as err:  # any failure: the report stands without MLflow
@@ -320,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-boot", type=int, help="bootstrap resamples of the seeds (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="random state of the bootstrap")
     parser.add_argument("--out", help="output folder (default: <study_dir>/phase)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: the study's own, from its study.json, "
+                        "else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
     return parser
 

@@ -59,6 +59,17 @@ def test_artifacts_land_in_the_parent_run_of_this_study_dir(study_dir, tmp_path,
     assert not client.list_artifacts(other)
 
 
+def test_without_a_tracking_uri_the_study_s_own_store_is_used(study_dir, tmp_path, tracking_uri, monkeypatch):
+    """``clphase analyze`` after ``clphase run --tracking-uri ...``: the store study.json names, not the default."""
+    monkeypatch.chdir(tmp_path)  # MLflow's default store would be ./mlflow.db here
+    mine = _parent(tracking_uri, "planted", study_dir.resolve(), tmp_path / "artifacts")
+    (study_dir / "study.json").write_text(json.dumps({"tracking_uri": tracking_uri}))
+    summary = analyze(study_dir, n_boot=50)
+    assert summary["mlflow"]["tracking_uri"] == tracking_uri
+    assert summary["mlflow"]["logged"] and summary["mlflow"]["parent_run_id"] == mine
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_without_a_parent_run_the_report_is_written_and_says_so(tmp_path, planted, write_study, tracking_uri):
     study = write_study(tmp_path / "runs" / "lonely", planted.assign(study="lonely"),
                         {"x": "capacity", "y": "embedding_dim", "metric": "randlabel_acc", "threshold": 0.9})

@@ -121,7 +121,7 @@ class MlflowMirror:
                 if not run.data.params:  # created, then the driver stopped before its first batch
                     self.pending_params[trial_id] = None
                 if run.data.tags.get("node_id"):
-                    self.tagged[trial_id] = (run.data.tags.get("node_id"), run.data.tags.get("node_ip"))
+                    self.tagged[trial_id] = (run.data.tags["node_id"], run.data.tags.get("node_ip") or None)
                 if run.info.status in ("FINISHED", "FAILED"):
                     self.ended.add(trial_id)
                 history = self.client.get_metric_history(run.info.run_id, "step")
@@ -168,12 +168,13 @@ class MlflowMirror:
 
     def _node_tags(self, trial_id: str, node_id: Any, node_ip: Any) -> list[RunTag]:
         """The node tags to write: none while MLflow holds these (a trial moved to another node is re-tagged)."""
-        if self.tagged.get(trial_id) == (node_id, node_ip):
+        node = tuple(v if isinstance(v, str) and v else None for v in (node_id, node_ip))
+        if not any(node) or self.tagged.get(trial_id) == node:
             return []
-        return [RunTag(k, v) for k, v in (("node_id", node_id), ("node_ip", node_ip)) if isinstance(v, str) and v]
+        return [RunTag(k, v) for k, v in zip(("node_id", "node_ip"), node, strict=True) if v]
 
     def _batch(self, run_id: str, trial_id: str, config: Mapping[str, Any], metrics: list[Metric],
-               tags: list[RunTag], node: tuple[Any, Any] | None = None) -> None:
+               tags: list[RunTag]) -> None:
         """One ``log_batch`` where MLflow's limits allow (1000 items, 100 params): the child's params
         if still pending, ``metrics`` and ``tags``; the bookkeeping follows only what the store took."""
         params = self.pending_params.get(trial_id, [])
@@ -186,9 +187,13 @@ class MlflowMirror:
             take_m = metrics[:room]
             self.client.log_batch(run_id, metrics=take_m, params=take_p, tags=tags if first else [])
             params, metrics, first = params[len(take_p):], metrics[len(take_m):], False
-            self.pending_params[trial_id] = params
-        if node is not None and any(t.key.startswith("node_") for t in tags):
-            self.tagged[trial_id] = node
+            if trial_id in self.pending_params:
+                self.pending_params[trial_id] = params
+        if not params:
+            self.pending_params.pop(trial_id, None)
+        node = {t.key: t.value for t in tags if t.key in ("node_id", "node_ip")}
+        if node:
+            self.tagged[trial_id] = (node.get("node_id"), node.get("node_ip"))
 
     def _log(self, trial_id: str, config: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> None:
         run_id = self._child(trial_id, config)
@@ -199,10 +204,9 @@ class MlflowMirror:
             for k, v in row.items()
             if k != "trial_id" and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
-        node = (rows[-1].get("node_id"), rows[-1].get("node_ip")) if rows else None
-        tags = self._node_tags(trial_id, *node) if node else []
-        if metrics or tags or self.pending_params.get(trial_id, []) != []:
-            self._batch(run_id, trial_id, config, metrics, tags, node)
+        tags = self._node_tags(trial_id, rows[-1].get("node_id"), rows[-1].get("node_ip")) if rows else []
+        if metrics or tags or trial_id in self.pending_params:
+            self._batch(run_id, trial_id, config, metrics, tags)
         if rows:
             self.logged_step[trial_id] = max(self.logged_step[trial_id], max(int(r["step"]) for r in rows))
 
@@ -216,8 +220,8 @@ class MlflowMirror:
         tags = self._node_tags(trial_id, node_id, node_ip)
         if error:
             tags.append(RunTag("error", error[:5000]))
-        if tags or self.pending_params.get(trial_id, []) != []:
-            self._batch(run_id, trial_id, config, [], tags, (node_id, node_ip))
+        if tags or trial_id in self.pending_params:
+            self._batch(run_id, trial_id, config, [], tags)
         self.client.set_terminated(run_id, "FINISHED" if status == "TERMINATED" else "FAILED")
         self.ended.add(trial_id)
 

@@ -373,7 +373,8 @@ def evaluate_many(
         out["cluster_acc"] = probe(c)
         out["randlabel_acc"] = randlabel(c)
         ari, nmi = [NAN] * k_n, [NAN] * k_n
-        wanted = [min(int(t.get("n_clusters", len(torch.unique(c[i])))), n) for i, t in enumerate(truths)]
+        wanted = [min(int(t["n_clusters"]) if "n_clusters" in t else len(torch.unique(c[i])), n)
+                  for i, t in enumerate(truths)]
         for kc in sorted(set(wanted)):
             members = [i for i, w in enumerate(wanted) if w == kc]
             idx = torch.tensor(members, device=device)
@@ -395,11 +396,11 @@ def evaluate_many(
         cos2 = (q_f.transpose(1, 2) @ u).pow(2).sum(1)  # (K, min(D, E))
         out["subspace_overlap"] = ((cos2 * kept).sum(1) / q).tolist()
         if "pca_basis" in truths[0]:
-            cache: dict[int, float] = {}
-            out["pca_overlap"] = [
-                cache.setdefault(id(t), subspace_overlap(_numpy(t["pca_basis"]), _numpy(t["fisher_basis"])))
-                for t in truths
-            ]
+            overlap_of: dict[int, float] = {}  # configs of one stream share their truth: one computation each
+            for t in truths:
+                if id(t) not in overlap_of:
+                    overlap_of[id(t)] = subspace_overlap(_numpy(t["pca_basis"]), _numpy(t["fisher_basis"]))
+            out["pca_overlap"] = [overlap_of[id(t)] for t in truths]
 
     def regression(key: str) -> list[float]:
         y = truth_of[key].reshape(k_n, n, -1)

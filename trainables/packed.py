@@ -40,6 +40,7 @@ a lone one.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -257,9 +258,7 @@ class ContrastivePack:
                 for name in _PER_CONFIG_LOSS_KWARGS if name in first.loss_kwargs}
         self._loss_kwargs = {name: v.to(self.device) for name, v in host.items()}
         if self.loss_name == "info_nce":  # the temperatures on the host too: no device sync per step
-            self._loss_kwargs_host = {"t_host": host["temperature"]}
-        else:
-            self._loss_kwargs_host = {}
+            self._loss_kwargs["t_host"] = host["temperature"]
 
         self.step = 0  # the pack's steps; a diverged config stopped at its own (see _steps_done)
         self._active = torch.ones(k, dtype=torch.bool, device=self.device)  # not diverged
@@ -401,8 +400,7 @@ class ContrastivePack:
         chunk = k if self.device.type != "cpu" else max(1, _CPU_LOSS_BYTES // (4 * b * b))
         losses = [
             self._loss_fn(z[i : i + chunk, :b], z[i : i + chunk, b:],
-                          **{name: v[i : i + chunk] for name, v in self._loss_kwargs.items()},
-                          **{name: v[i : i + chunk] for name, v in self._loss_kwargs_host.items()})
+                          **{name: v[i : i + chunk] for name, v in self._loss_kwargs.items()})
             for i in range(0, k, chunk)
         ]
         return losses[0] if len(losses) == 1 else torch.cat(losses)
@@ -536,12 +534,23 @@ class ContrastivePack:
 def _layer_shapes(config: Mapping[str, Any]) -> tuple[int, int, list[tuple[int, int]]]:
     """(batch_size, n_eval, [(out, in) per Linear layer]) of a config's encoder, without building it."""
     r = resolve(config)
-    scenario_kwargs = {k: v for k, v in r.scenario_kwargs.items()}
-    input_dim = SCENARIOS[r.scenario](**scenario_kwargs, device="cpu").input_dim
+    try:
+        shapes = _encoder_shapes(r.scenario, tuple(sorted(r.scenario_kwargs.items())), r.encoder,
+                                 tuple(sorted(r.encoder_kwargs.items())))
+    except TypeError:  # an unhashable keyword value: no cache
+        shapes = _encoder_shapes.__wrapped__(r.scenario, tuple(r.scenario_kwargs.items()), r.encoder,
+                                             tuple(r.encoder_kwargs.items()))
+    return r.training["batch_size"], r.training["n_eval"], list(shapes)
+
+
+@functools.lru_cache(maxsize=1024)
+def _encoder_shapes(scenario: str, scenario_kwargs: tuple, encoder: str, encoder_kwargs: tuple) -> tuple:
+    """The (out, in) of each Linear layer; cached, since a sweep asks for the same few shapes per cell and
+    knowing the input dimension means building the scenario (milliseconds each, for thousands of cells)."""
+    input_dim = SCENARIOS[scenario](**dict(scenario_kwargs), device="cpu").input_dim
     with torch.device("meta"):
-        module = ENCODERS[r.encoder](input_dim, **r.encoder_kwargs)
-    shapes = [tuple(layer.weight.shape) for layer in _linear_layers(module)]
-    return r.training["batch_size"], r.training["n_eval"], shapes  # type: ignore[return-value]
+        module = ENCODERS[encoder](input_dim, **dict(encoder_kwargs))
+    return tuple(tuple(layer.weight.shape) for layer in _linear_layers(module))
 
 
 def pack_memory_bytes(config: Mapping[str, Any]) -> int:
@@ -566,8 +575,8 @@ def auto_pack_size(config: Mapping[str, Any], device: str | torch.device | None 
 
     CUDA: as many as fit in 70% of the device's free memory (``torch.cuda.mem_get_info``) at
     ``pack_memory_bytes(config)`` each, at most 1024 (beyond that a step is long enough to hide
-    every launch). CPU: packing saves Python
-    and dispatch overhead, not arithmetic, which beyond a few configs it has already saved; so a
+    every launch). CPU: packing saves Python and dispatch overhead, not arithmetic, which beyond a
+    few configs it has already saved; so a
     modest 16 for small models (batch x weights <= 2^22 multiply-adds per view, e.g. a linear
     encoder or a width-32 MLP at batch 256) and 8 above that, never more than fit in a quarter
     of the machine's memory.

@@ -16,6 +16,7 @@ import ray
 import torch
 from ray import tune
 
+from trainables.gate import hold
 from trainables.packed import ContrastivePack
 from trainables.training import ContrastiveRun, train
 
@@ -55,6 +56,7 @@ def contrastive(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save(run.state_dict(), Path(folder) / _STATE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        hold(tune.get_context().get_trial_id(), node_id, run.step, last=run.done)
 
 
 def contrastive_pack(config: dict[str, Any]) -> None:
@@ -83,6 +85,7 @@ def contrastive_pack(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save(pack.state_dict(), Path(folder) / _STATE)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+        hold(tune.get_context().get_trial_id(), node_id, pack.step, last=pack.done)
 
     if pack.done:  # restored from its final checkpoint: report once more
         report(save=False)

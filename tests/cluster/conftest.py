@@ -98,10 +98,20 @@ class LocalCluster:
         return name in self.nodes and self.nodes[name].poll() is None
 
     def kill(self, name: str) -> None:
-        """SIGKILL one node: its `ray start`, raylet, object store and every worker process it forked."""
+        """SIGKILL one node: its `ray start`, raylet, object store and every worker process it forked, and
+        return only once each of them is gone. Worker processes talk to drivers directly, so a worker that
+        outlived its raylet for a moment could still deliver results; after this call none can."""
         proc = self.nodes.pop(name)
+        doomed = _descendants(proc.pid) | {proc.pid}  # taken before the kill: orphans lose their parent link
         _killpg(proc.pid)
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait(timeout=30)
+        while any(_running(pid) for pid in doomed):  # SIGKILL cannot be ignored: this ends within moments
+            time.sleep(0.05)
         self.node_ids.pop(name, None)
 
     def shutdown(self) -> None:
@@ -130,6 +140,36 @@ def _processes() -> list[tuple[int, list[str]]]:
             except OSError:
                 continue
     return found
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process (Linux /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state
+    return found
+
+
+def _descendants(pid: int) -> set[int]:
+    parents = _parents()
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a zombie has run its last instruction)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _pgid(pid: int) -> int | None:

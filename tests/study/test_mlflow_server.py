@@ -92,14 +92,20 @@ def test_the_mirror_catches_up_when_the_server_returns(tmp_path, mlflow_server):
     assert [m.step for m in client.get_metric_history(by_trial["t1"].info.run_id, "randlabel_acc")] == [10]
 
 
-def test_records_missed_while_the_server_was_down_are_written_on_resume(tmp_path, mlflow_server, capsys):
+def test_records_missed_while_the_server_was_down_are_written_on_resume(tmp_path, mlflow_server, capsys,
+                                                                       trial_gate):
     spec = write_spec(tmp_path, name="outage", grid={"embedding_dim": [2, 3, 4, 5]},
                       trainable={**TINY, "steps": 120, "eval_every": 40})
     study_dir = tmp_path / "runs" / "outage"
 
+    # One trial (the ticket holder) runs to its end while the server is up; the others are held after
+    # their first report until the server is down, so the outage provably costs MLflow records.
+    trial_gate.close(tickets=1)
+
     def outage():
         _wait_for(study_dir / "trials.parquet", finished=1)
         mlflow_server.stop()
+        trial_gate.open()
 
     thread = threading.Thread(target=outage, daemon=True)
     thread.start()

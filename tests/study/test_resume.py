@@ -29,21 +29,28 @@ def _finished(study_dir) -> int:
 
 
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
-def test_an_interrupted_study_resumes_without_loss_or_duplicates(tmp_path, tmp_store, how):
+def test_an_interrupted_study_resumes_without_loss_or_duplicates(tmp_path, tmp_store, how, trial_gate):
     grid = {"capacity": [{"encoder": "linear"}, {"encoder": "mlp", "width": 16, "depth": 1}],
             "embedding_dim": [2, 4, 8]}
     spec = write_spec(tmp_path, name="killme", grid=grid, trainable={**TINY, "steps": 160, "eval_every": 40})
     out = tmp_path / "runs"
     study_dir = out / "killme"
     log = open(tmp_path / "driver.log", "w")
+    # Two trials hold tickets and run to their end; every other one is held after its first checkpoint,
+    # so the study is provably mid-way (2 of 6 finished, the rest checkpointed) when it is interrupted.
+    trial_gate.close(tickets=2)
     driver = subprocess.Popen(
         [sys.executable, "-m", "study.cli", "run", str(spec), "--out", str(out), "--tracking-uri", tmp_store],
         cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    deadline = time.time() + 240
-    while _finished(study_dir) < 2 and driver.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-    assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+
+    def describe() -> str:
+        return (tmp_path / "driver.log").read_text()[-3000:]
+
+    trial_gate.wait_held(2, alive=lambda: driver.poll() is None, describe=describe)  # both slots held
+    while _finished(study_dir) < 2:  # the ticket holders' rows are written as they end
+        assert driver.poll() is None, describe()
+        time.sleep(0.2)
     if how == "sigint":
         os.kill(driver.pid, signal.SIGINT)
     else:
@@ -54,7 +61,8 @@ def test_an_interrupted_study_resumes_without_loss_or_duplicates(tmp_path, tmp_s
         os.killpg(driver.pid, signal.SIGKILL) if _alive_group(driver.pid) else None
     before = pd.read_parquet(study_dir / "trials.parquet")
     done_before = set(before.loc[before.status == "TERMINATED", "trial_id"])
-    assert 2 <= len(done_before) < 6
+    assert done_before == trial_gate.passed()
+    trial_gate.open()
 
     result = run_study(spec, out=out, tracking_uri=tmp_store, resume=True)
     assert (result.n_trials, result.n_finished, result.n_failed, result.interrupted) == (6, 6, 0, False)

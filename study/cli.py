@@ -1,10 +1,11 @@
 """``clphase``: run studies, analyse them, browse them.
 
-    clphase run SPEC [--smoke] [--resume] [--out DIR] [--address ADDR] [--tracking-uri URI] [--verbose]
+    clphase run SPEC [--smoke] [--resume] [--out DIR] [--address ADDR] [--tracking-uri URI] [--max-cells N]
+                     [--verbose]
     clphase analyze STUDY_DIR_OR_PARQUET [...]
     clphase verify [--smoke] [--claim NAME] [--address ADDR] [--docs DIR]
-    clphase bench [--steps N] [--ways abc] [--pack-size K|auto]
-    clphase ui [--tracking-uri URI] [--port PORT]
+    clphase bench [--steps N] [--ways abc] [--pack-size K|auto] [--out FILE]
+    clphase ui [--tracking-uri URI] [--port PORT] [--workers N]
     clphase specs
 """
 
@@ -12,22 +13,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from typing import Any
 
 
 def _run(args: argparse.Namespace) -> int:
-    from study.runner import StudyError, describe, run_study
+    from study.runner import StudyError, describe, planned_store, run_study, study_folder
     from study.spec import SpecError, find_spec, load_spec
-    from study.tracking import resolve_tracking_uri
 
-    try:
-        spec = load_spec(find_spec(args.spec), smoke=args.smoke)
+    try:  # every refusal (spec, folder, lock, store, GPUs) comes before Ray or MLflow starts: exit 2
+        path = find_spec(args.spec)
+        spec = load_spec(path, smoke=args.smoke, max_cells=args.max_cells)
+        study_dir = study_folder(args.out, spec.name)
         print(f"[clphase] study {spec.name!r}: {spec.n_trials()} trials "
-              f"({'smoke' if args.smoke else 'full'} spec), results in {os.path.join(args.out, spec.name)}, "
-              f"MLflow at {resolve_tracking_uri(args.tracking_uri)}", flush=True)
-        result = run_study(args.spec, smoke=args.smoke, resume=args.resume, out=args.out, address=args.address,
-                           tracking_uri=args.tracking_uri, verbose=args.verbose)
+              f"({'smoke' if args.smoke else 'full'} spec), results in {study_dir}, "
+              f"MLflow at {planned_store(study_dir, args.tracking_uri, args.resume)}", flush=True)
+        result = run_study(path, smoke=args.smoke, resume=args.resume, out=args.out, address=args.address,
+                           tracking_uri=args.tracking_uri, verbose=args.verbose, spec=spec)
     except (SpecError, StudyError) as err:
         print(f"clphase: error: {err}", file=sys.stderr)
         return 2
@@ -67,20 +74,95 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+_UI_HOST = "127.0.0.1"
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((_UI_HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+# MLflow 3.17's UI picks its GenAI or its model-training view from this URL parameter (else from what the
+# browser last chose, GenAI at first), not from the experiment's mlflow.experimentKind tag: links carry it.
+_RUNS_VIEW = "workflowType=machine_learning"
+
+
+def _study_links(uri: str, url: str) -> list[tuple[str, str]]:
+    """(study, link to its runs) for every experiment of the store but MLflow's Default one."""
+    from mlflow import MlflowClient
+
+    try:
+        experiments = MlflowClient(uri).search_experiments(max_results=100)
+    except Exception:  # noqa: BLE001 (the links are a convenience; the UI is up)
+        return []
+    return [(e.name, f"{url}/#/experiments/{e.experiment_id}/runs?{_RUNS_VIEW}")
+            for e in sorted(experiments, key=lambda e: e.name) if e.name != "Default"]
+
+
 def _ui(args: argparse.Namespace) -> int:
+    """MLflow's UI for one local user: one web worker, no job consumers (MLflow's GenAI jobs); the URL is
+    printed once the server answers; a port already taken is an error (exit 2), not a second server."""
     from study.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith("http"):
         print(f"the tracking store is a server: open {uri} in a browser")
         return 0
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C to stop)", flush=True)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-           "--port", str(args.port)]
+    if _port_taken(args.port):
+        print(f"clphase ui: error: port {args.port} on {_UI_HOST} is in use (another MLflow UI?); open that one, "
+              "or choose another port with --port", file=sys.stderr)
+        return 2
+    url = f"http://{_UI_HOST}:{args.port}"
+    print(f"[clphase] starting the MLflow UI for {uri} ...", flush=True)
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", _UI_HOST,
+           "--port", str(args.port), "--workers", str(args.workers)]
+    server = subprocess.Popen(cmd, env=env)
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:  # Ctrl-C or a kill: the server goes too, never left behind
+        stopping.append(signum)
+        if server.poll() is None:
+            server.send_signal(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: a shell's background job ignores SIGINT
+        signal.signal(signum, stop)
+    deadline = time.monotonic() + args.wait_s
+    while not stopping and not _answers(f"{url}/health"):
+        if server.poll() is not None:
+            print(f"clphase ui: error: the MLflow UI exited (code {server.returncode}) before answering",
+                  file=sys.stderr)
+            return server.returncode or 1
+        if time.monotonic() > deadline:
+            print(f"clphase ui: error: the MLflow UI did not answer on {url} within {args.wait_s:g} s",
+                  file=sys.stderr)
+            stop(signal.SIGTERM, None)
+            server.wait(timeout=60)
+            return 1
+        time.sleep(0.5)
+    if not stopping:
+        lines = [f"MLflow UI on {url}/#/experiments?{_RUNS_VIEW} for {uri} (Ctrl-C to stop)"]
+        lines += [f"  {name}: {link}" for name, link in _study_links(uri, url)]
+        sys.stdout.write("\n".join(lines) + "\n")  # one write: the server's own log lines do not come between
+        sys.stdout.flush()
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+        code = server.wait(timeout=None if not stopping else 60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        code = server.wait()
+    return 0 if stopping else code
 
 
 def _specs(args: argparse.Namespace) -> int:
@@ -108,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--tracking-uri", default=None,
                      help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     run.add_argument("--verbose", action="store_true", help="show Ray Tune's own output instead of one progress line")
+    run.add_argument("--max-cells", type=int, default=None, metavar="N",
+                     help="enumerate grids of up to N cells (default: the spec's max_cells, else 100,000)")
 
     sub.add_parser("analyze", help="fit and draw the phase diagram of a finished study", add_help=False)
 
@@ -123,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ui = sub.add_parser("ui", help="open the MLflow UI on the study store, bound to 127.0.0.1")
     ui.add_argument("--tracking-uri", default=None)
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--workers", type=int, default=1, help="web workers (default 1: one local user)")
+    ui.add_argument("--wait-s", type=float, default=300, help="how long to wait for the server to answer")
 
     sub.add_parser("specs", help="list the bundled study specs")
 

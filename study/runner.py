@@ -9,10 +9,14 @@ finished trials are kept, unfinished ones continue from their last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
+import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from study.spec import StudySpec, find_spec, load_spec
 
 _TUNE_DIR = "tune"  # Tune's experiment folder inside the study folder
 _STATE = "study.json"
+_LOCK = ".lock"  # held by the one process writing the study folder (StudyLock)
 
 
 class StudyError(RuntimeError):
@@ -42,13 +47,13 @@ class StudyResult:
 
 
 def resolve_pack_size(spec: StudySpec) -> int:
-    """``pack_size`` as a number. ``auto`` on GPUs asks a Ray task holding one trial's resources (so on
-    a cluster it is a GPU worker that measures its free memory, scaled to the trial's GPU share), for
-    the config that needs the most memory per pack slot; on CPUs the rule needs no device, so the
-    driver applies it to the first cell without starting a worker."""
+    """``pack_size`` as a number (1 when unset: each config its own pack of one). ``auto`` on GPUs asks a
+    Ray task holding one trial's resources (so on a cluster it is a GPU worker that measures its free
+    memory, scaled to the trial's GPU share), for the config that needs the most memory per pack slot;
+    on CPUs the rule needs no device, so the driver applies it to the first cell."""
     if spec.pack_size != "auto":
         return int(spec.pack_size or 1)
-    from trainables.packed import auto_pack_size, pack_memory_bytes
+    from trainables.engine import auto_pack_size, pack_memory_bytes
 
     cells = spec.cells()
     if spec.resources.gpu == 0:
@@ -62,34 +67,35 @@ def resolve_pack_size(spec: StudySpec) -> int:
     return max(1, int(size * share))
 
 
-def packed_param_space(spec: StudySpec, size: int) -> dict[str, Any]:
-    """One grid cell per pack: ``{"pack": [config, ...]}``, each pack at most ``size`` configs."""
+def param_space(spec: StudySpec, pack_size: int = 1) -> dict[str, Any]:
+    """The Tune param space. Grid: one grid cell per pack, ``{"pack": [config, ...]}`` with at most
+    ``pack_size`` of the spec's effective configs (resolved once, at spec time). Optuna: the fixed keys
+    and the distributions; each suggestion is a pack of one."""
     from ray import tune
 
-    from trainables.packed import plan_packs
+    if spec.searcher.type == "grid":
+        from trainables.engine import plan_packs
 
-    cells = spec.cells()
-    packs = [[cells[i] for i in pack] for pack in plan_packs(cells, size)]
-    return {"pack": tune.grid_search(packs), "objective": spec.objective.metric, "mode": spec.objective.mode}
-
-
-def param_space(spec: StudySpec) -> dict[str, Any]:
-    from search_spaces import distribution, grid
+        cells = spec.cells()
+        packs = [[cells[i] for i in pack] for pack in plan_packs(cells, pack_size)]
+        return {"pack": tune.grid_search(packs), "objective": spec.objective.metric, "mode": spec.objective.mode}
+    from search_spaces import distribution
 
     space: dict[str, Any] = dict(spec.trainable)
-    if spec.searcher.type == "grid":
-        space.update(grid(spec.grid_axes()))
-    else:
-        space.setdefault("seed", spec.seeds[0])
-        for key, dist in spec.search.items():
-            (name, args), = dist.items()
-            space[key] = distribution(name, args)
+    space.setdefault("seed", spec.seeds[0])
+    for key, dist in spec.search.items():
+        (name, args), = dist.items()
+        space[key] = distribution(name, args)
     return space
 
 
-def _searcher(spec: StudySpec) -> Any:
+def _searcher(spec: StudySpec, pack_size: int = 1, study_dir: Path | None = None) -> Any:
     if spec.searcher.type == "grid":
         return None
+    if spec.searcher.type == "boundary":
+        from study.boundary import from_spec
+
+        return from_spec(spec, pack_size=pack_size, record_dir=study_dir)
     import optuna
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -130,8 +136,17 @@ def _name_keys(spec: StudySpec) -> list[str]:
 
 
 def _init_ray(address: str | None, verbose: bool) -> bool:
-    """Connect to ``address`` or start Ray on this machine; True if this call started Ray."""
+    """Connect to ``address`` or start Ray on this machine; True if this call started Ray.
+
+    A local Ray listens on loopback only. Ray puts a node on the machine's address (it rewrites even an
+    explicit ``127.0.0.1``), and its metrics endpoints (autoscaler monitor, dashboard head, dashboard
+    agent), which answer anyone, then listen on every interface, as do the GCS, raylet and worker gRPC
+    ports. Ray's local-only mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps the node, and so every
+    one of these ports, on 127.0.0.1: the variable reaches Ray's processes through the environment (the
+    runner restores it afterwards); this driver imported Ray before it was set, so it is told directly.
+    """
     import ray
+    from ray._private import ray_constants
 
     if ray.is_initialized():
         return False
@@ -139,8 +154,14 @@ def _init_ray(address: str | None, verbose: bool) -> bool:
                                   configure_logging=True)
     if address:
         ray.init(address=address, **kwargs)
-    else:
-        ray.init(include_dashboard=False, **kwargs)
+        return True
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     return True
 
 
@@ -181,7 +202,21 @@ def _tune_environment(verbose: bool) -> dict[str, str]:
 
 def _load_state(study_dir: Path) -> dict[str, Any] | None:
     path = study_dir / _STATE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise StudyError(f"{path} cannot be read ({type(err).__name__}: {err}); it records how the study was "
+                         "started: restore it, or start a new study with --out") from None
+    if not isinstance(state, dict) or "spec" not in state:
+        raise StudyError(f"{path} is not a clphase study record; restore it, or start a new study with --out")
+    return state
+
+
+def planned_store(study_dir: Path, tracking_uri: str | None, resume: bool) -> str:
+    """The MLflow store ``run_study`` will write this study to (see ``study_store``)."""
+    return study_store(_load_state(study_dir) if resume else None, tracking_uri)
 
 
 def _save_state(study_dir: Path, state: dict[str, Any]) -> None:
@@ -200,48 +235,245 @@ def run_study(
     tracking_uri: str | None = None,
     verbose: bool = False,
     trainable: Callable[[dict[str, Any]], None] | None = None,
+    spec: StudySpec | None = None,
 ) -> StudyResult:
-    """Run (or continue) one study; returns where its results are and how it went."""
+    """Run (or continue) one study; returns where its results are and how it went. ``spec``: the spec at
+    ``spec_path`` as the caller already loaded it (with ``smoke``), else it is loaded here.
+
+    Everything that can refuse the study does so before Ray starts and before a finished MLflow run
+    changes: the study folder must be a child of ``out``, one process at a time writes it (``StudyLock``),
+    and a resumed study writes to the store it was recorded in. If this invocation fails after opening
+    the parent run, the parent gets back the status it had (a new one: FAILED, or KILLED on Ctrl-C)."""
     path = find_spec(str(spec_path))
-    spec = load_spec(path, smoke=smoke)
-    study_dir = Path(out).expanduser().resolve() / spec.name
+    spec = spec if spec is not None else load_spec(path, smoke=smoke)
+    study_dir = study_folder(out, spec.name)
+    study_store(_check_start(spec, study_dir, resume), tracking_uri)  # refusals that need no lock, first
+    if not address:
+        _check_local_gpus(spec)
+    from study.records import StudyRecords
+    from study.tracking import MlflowMirror, TrackingUnavailable
+
+    created = not study_dir.exists()
+    lock = StudyLock(study_dir)
+    lock.acquire()
+    mirror: Any = None
+    parent: str | None = None
+    previous: str | None = None
+    try:
+        state = _check_start(spec, study_dir, resume)  # again: another writer may have been here meanwhile
+        uri = study_store(state, tracking_uri)
+        if resume and not state:
+            print(f"[clphase] nothing to resume in {study_dir}; starting the study", flush=True)
+        records = StudyRecords(study_dir, spec.name)  # before MLflow: unreadable records change no run
+        # MLflow next: a store that cannot be reached stops the study before Ray starts.
+        mirror = MlflowMirror(uri, spec.name, study_dir, _name_keys(spec))
+        parent = (state or {}).get("parent_run_id")
+        previous = _run_status(mirror, parent)
+        try:
+            parent_id = mirror.open(parent, path if not state else None)
+        except TrackingUnavailable as err:
+            raise StudyError(f"{err}. Start the server, or choose another store with --tracking-uri.") from None
+        if not state:
+            shutil.copyfile(path, study_dir / "spec.yaml")
+            state = {"spec": spec.model_dump(mode="json"), "smoke": smoke, "parent_run_id": parent_id,
+                     "tracking_uri": mirror.tracking_uri, "spec_path": str(path.resolve())}
+            _save_state(study_dir, state)
+        if resume and records.trials:
+            from study.callback import config_of
+
+            mirror.sync(records, config_of)  # whatever the last invocation could not write
+        return _sweep(spec, spec_path, study_dir, records, mirror, parent_id, resume=resume, address=address,
+                      verbose=verbose, trainable=trainable)
+    except BaseException as err:
+        if mirror is not None and (mirror.parent_id or parent):
+            mirror.parent_id = mirror.parent_id or parent
+            mirror.close(previous if previous in _ENDED else "KILLED" if isinstance(err, KeyboardInterrupt)
+                         else "FAILED")
+        raise
+    finally:
+        lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                study_dir.rmdir()  # a study that did not start leaves no empty folder
+
+
+_ENDED = ("FINISHED", "FAILED", "KILLED")
+
+
+def _run_status(mirror: Any, run_id: str | None) -> str | None:
+    """The status of an existing parent run, to give back if this invocation fails (None: unknown)."""
+    if not run_id:
+        return None
+    try:
+        return str(mirror.client.get_run(run_id).info.status)
+    except Exception:  # noqa: BLE001 (an unreachable store is reported by mirror.open)
+        return None
+
+
+def study_folder(out: str | Path, name: str) -> Path:
+    """``<out>/<name>``, resolved; a name that resolves anywhere but directly inside ``out`` is refused."""
+    out_dir = Path(out).expanduser().resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StudyError(f"--out {out} is a file; give a folder for the studies")
+    study_dir = (out_dir / name).resolve()
+    if study_dir.parent != out_dir or study_dir.name != name:
+        raise StudyError(f"the study name {name!r} resolves to {study_dir}, not to a folder inside --out {out_dir}; "
+                         "name the study with a plain folder name")
+    return study_dir
+
+
+def _check_start(spec: StudySpec, study_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """The study's recorded state, if the study may start or continue from it; raises StudyError if not."""
     state = _load_state(study_dir)
+    if state and not resume and (writer := StudyLock(study_dir).live_holder()):
+        raise StudyError(f"{study_dir} is being written by another clphase run ({writer}); wait for it to end")
     if state and not resume:
         raise StudyError(
             f"{study_dir} already holds the study {spec.name!r}; continue it with --resume, "
             f"or write a new one elsewhere with --out"
         )
-    if state and state["spec"] != spec.model_dump(mode="json"):
-        changed = sorted(k for k, v in spec.model_dump(mode="json").items() if state["spec"].get(k) != v)
-        raise StudyError(
-            f"the spec changed since {study_dir} was started (keys: {', '.join(changed)}); a resumed study "
-            "runs the spec it started with: restore it, or start a new study with --out"
-        )
-    if resume and not state:
-        print(f"[clphase] nothing to resume in {study_dir}; starting the study", flush=True)
+    if state:
+        changed = _spec_changes(state.get("spec") or {}, spec)
+        if changed:
+            raise StudyError(
+                f"the spec changed since {study_dir} was started (keys: {', '.join(changed)}); a resumed study "
+                "runs the spec it started with: restore it, or start a new study with --out"
+            )
+    return state
 
+
+def _spec_changes(recorded: dict[str, Any], spec: StudySpec) -> list[str]:
+    """Top-level keys whose value differs from the recorded spec's; a key that an older clphase did not
+    record counts as its default."""
+    now = spec.model_dump(mode="json")
+    defaults = type(spec).model_construct(name=spec.name).model_dump(mode="json")
+    return sorted(k for k, v in now.items() if recorded.get(k, defaults.get(k)) != v)
+
+
+def normalise_store(uri: str) -> str:
+    """A sqlite store with a relative path made absolute, so that a study names one store from any folder."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri != prefix + ":memory:":
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def study_store(state: dict[str, Any] | None, tracking_uri: str | None) -> str:
+    """The MLflow store a study writes to: the one asked for (``--tracking-uri``, else
+    ``$MLFLOW_TRACKING_URI``), else the one its ``study.json`` records, else MLflow's default. A resumed
+    study's parent run lives in its recorded store: asking for another one is refused."""
+    asked = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    recorded = (state or {}).get("tracking_uri")
+    if asked and recorded and normalise_store(asked) != normalise_store(recorded):
+        source = "--tracking-uri" if tracking_uri else "MLFLOW_TRACKING_URI"
+        raise StudyError(f"this study is recorded in the MLflow store {recorded} (study.json), but {source} names "
+                         f"{asked}; resume it with --tracking-uri {recorded}, or start a new study with --out")
+    if asked or recorded:
+        return normalise_store(asked or recorded)
+    from study.tracking import resolve_tracking_uri
+
+    return normalise_store(resolve_tracking_uri(None))
+
+
+class StudyLock:
+    """One writer per study folder: an exclusive ``flock`` on ``<study>/.lock``, a file that names its
+    holder (pid, host, command, start). The kernel drops the lock when its holder dies, however it dies,
+    so the file a killed run leaves behind is taken over by the next run; a live holder is named."""
+
+    def __init__(self, study_dir: Path):
+        self.path = Path(study_dir) / _LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise StudyError(f"cannot write the study folder {self.path.parent}: {err.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._read(fd)
+                os.close(fd)
+                raise StudyError(f"{self.path.parent} is being written by another clphase run ({holder}); "
+                                 "wait for it to end (or stop it), then --resume") from None
+            try:  # a holder releasing just now unlinks the file: lock the file that is there
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(holder).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            os.close(self._fd)
+            self._fd = None
+
+    def live_holder(self) -> str | None:
+        """The holder the lock file names, if that process is alive on this machine (read only: no lock is
+        taken, so nothing races with a run that is acquiring it)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            holder = json.loads(os.pread(fd, 65536, 0) or b"{}")
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+        if not isinstance(holder, dict) or holder.get("host") != socket.gethostname() \
+                or not isinstance(holder.get("pid"), int):
+            return None
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return self._describe(holder)
+
+    @staticmethod
+    def _describe(holder: dict[str, Any]) -> str:
+        if not holder:
+            return "a process that is just starting"
+        return (f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}: "
+                f"{holder.get('command')}")
+
+    @staticmethod
+    def _read(fd: int) -> str:
+        try:
+            holder = json.loads(os.pread(fd, 65536, 0) or b"{}")
+        except (OSError, ValueError):
+            holder = {}
+        return StudyLock._describe(holder if isinstance(holder, dict) else {})
+
+
+def _sweep(
+    spec: StudySpec,
+    spec_path: str | Path,
+    study_dir: Path,
+    records: Any,
+    mirror: Any,
+    parent_id: str,
+    *,
+    resume: bool,
+    address: str | None,
+    verbose: bool,
+    trainable: Callable[[dict[str, Any]], None] | None,
+) -> StudyResult:
+    """The sweep itself, once ``run_study`` holds the study folder and its parent run."""
     from study.callback import StudyCallback, config_of
     from study.progress import ProgressLine
-    from study.records import StudyRecords
-    from study.tracking import MlflowMirror, TrackingUnavailable
-
-    if not address:
-        _check_local_gpus(spec)
-    # MLflow first: a store that cannot be reached stops the study before Ray starts.
-    mirror = MlflowMirror(tracking_uri or (state or {}).get("tracking_uri"), spec.name, study_dir, _name_keys(spec))
-    try:
-        parent_id = mirror.open((state or {}).get("parent_run_id"), path if not state else None)
-    except TrackingUnavailable as err:
-        raise StudyError(f"{err}. Start the server, or choose another store with --tracking-uri.") from None
-    study_dir.mkdir(parents=True, exist_ok=True)
-    records = StudyRecords(study_dir, spec.name)
-    if not state:
-        shutil.copyfile(path, study_dir / "spec.yaml")
-        state = {"spec": spec.model_dump(mode="json"), "smoke": smoke, "parent_run_id": parent_id,
-                 "tracking_uri": mirror.tracking_uri, "spec_path": str(path.resolve())}
-        _save_state(study_dir, state)
-    if resume and records.trials:
-        mirror.sync(records, config_of)  # whatever the last invocation could not write
 
     # Tune's result-file loggers are off (see _tune_environment), so its end-of-run summary cannot read them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
@@ -254,11 +486,9 @@ def run_study(
 
         if address:
             _check_cluster_gpus(spec)
-        pack_size = resolve_pack_size(spec) if spec.pack_size is not None else None
+        pack_size = resolve_pack_size(spec)
         if trainable is None:
-            from trainables.contrastive import contrastive, contrastive_pack
-
-            trainable = contrastive if pack_size is None else contrastive_pack
+            from trainables.contrastive import contrastive as trainable
         fn = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
         already = sum(records.is_finished(t) for t in records.trials)
         progress = ProgressLine(spec.name, spec.n_trials(), spec.objective.metric, spec.objective.mode,
@@ -275,13 +505,14 @@ def run_study(
         else:
             tuner = tune.Tuner(
                 fn,
-                param_space=param_space(spec) if pack_size is None else packed_param_space(spec, pack_size),
+                # boundary search: the searcher proposes every pack, and says when it is done (num_samples -1)
+                param_space={} if spec.searcher.type == "boundary" else param_space(spec, pack_size),
                 tune_config=tune.TuneConfig(
                     metric=spec.objective.metric,
                     mode=spec.objective.mode,
-                    search_alg=_searcher(spec),
+                    search_alg=_searcher(spec, pack_size, study_dir),
                     scheduler=_scheduler(spec),
-                    num_samples=spec.num_samples,
+                    num_samples=-1 if spec.searcher.type == "boundary" else spec.num_samples,
                     max_concurrent_trials=spec.max_concurrent,
                     reuse_actors=True,
                 ),
@@ -296,7 +527,7 @@ def run_study(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 ),
             )
-        if pack_size is not None:
+        if pack_size > 1:
             print(f"[clphase] {spec.n_trials()} configs in packs of up to {pack_size} per trial", flush=True)
         start = time.time()
         tuner.fit()

@@ -1,93 +1,256 @@
 """A trial's config: flat dict whose keys are the keyword names of the functions they feed.
 
 ``resolve(config)`` splits it into the scenario's, the encoder's and the loss's keyword
-arguments and the training loop's settings, checks names and types, and says which key is
-wrong and which are valid. A key that belongs to another scenario, encoder or loss than the
-chosen one is ignored for this trial, so that one sweep can mix, e.g., ``linear`` and ``mlp``
-encoders under a shared ``width``; a key that feeds nothing at all is an error.
+arguments and the training loop's settings, checks every name, type and range, and says which
+key is wrong, its value and what is valid. A key that belongs to another scenario, encoder or
+loss than the chosen one is ignored for this trial (its type is still checked), so that one sweep
+can mix, e.g., ``linear`` and ``mlp`` encoders under a shared ``width``; a key that feeds nothing
+at all is an error.
+
+Each key's type and range are stated once: ``TRAINING`` for the loop's own settings; for the
+scenarios', encoders' and losses' keyword arguments, their annotated defaults in the function's
+signature plus ``KWARG_BOUNDS``. Spec validation (``study.spec``) and the trial use the same check.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
+import math
 import numbers
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainables import encoders
 from trainables.encoders import ENCODERS
 from trainables.losses import LOSSES
 from trainables.scenarios import SCENARIOS
 
-# Settings of the training loop itself (and their defaults).
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "scenario": "hypercube",
-    "encoder": "mlp",
-    "loss": "info_nce",
-    "embedding_dim": 16,
-    "steps": 1000,
-    "batch_size": 256,
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "eval_every": 250,
-    "seed": 0,
-    "n_eval": 2048,
-    "device": "auto",
-}
-_NOT_KWARGS = {"input_dim", "device"}  # filled by the trainer, not by the config
+_SEED_MAX = 2**31 - 1  # seeds feed torch and NumPy generators (with offsets); keep them in int32
 
 
 class ConfigError(ValueError):
-    """A config key or value that cannot feed any function."""
+    """A config key or value that cannot feed any function; ``key`` names it (None: the whole config)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
-def _kwargs_of(fn: Callable[..., Any]) -> dict[str, Any]:
-    """Keyword names of ``fn`` and their defaults (``inspect.Parameter.empty`` if required)."""
-    return {
-        name: p.default
-        for name, p in inspect.signature(fn).parameters.items()
-        if name not in _NOT_KWARGS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
+@dataclass(frozen=True)
+class Bounds:
+    """The valid values of one key: ``low``/``high`` (closed, or open where said) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None  # a full-match regex for strings, described by ``text``
+    text: str = ""  # what is valid, in words, where the fields above do not say it
+    why: str = ""  # said when a value is out of range
+
+    def describe(self, kind: type) -> str:
+        if self.text:
+            return self.text
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        noun = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(
+            kind, kind.__name__)
+        if self.low is not None and self.high is not None:
+            return f"{noun} in {'(' if self.open_low else '['}{_num(self.low)}, {_num(self.high)}]"
+        if self.low is not None:
+            return f"{noun} {'>' if self.open_low else '>='} {_num(self.low)}"
+        if self.high is not None:
+            return f"{noun} <= {_num(self.high)}"
+        return noun
+
+    def contains(self, value: Any) -> bool:
+        if self.pattern is not None:
+            return re.fullmatch(self.pattern, value) is not None
+        if self.choices is not None:
+            return value in self.choices
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        return self.high is None or value <= self.high
 
 
-def _registry_keys(registry: Mapping[str, Callable[..., Any]]) -> set[str]:
-    return {k for fn in registry.values() for k in _kwargs_of(fn)}
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.6g}"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One config key: its type (int, float, str or bool), default and bounds."""
+
+    type: type
+    default: Any
+    bounds: Bounds = field(default_factory=Bounds)
+
+    def check(self, key: str, value: Any) -> Any:
+        """``value`` normalised to the key's type (an integral float for an int, an int for a float);
+        raises ConfigError naming the key, the value and what is valid."""
+        v = _as_type(self.type, value)
+        if v is None or not self.bounds.contains(v):
+            why = f" ({self.bounds.why})" if self.bounds.why and v is not None else ""
+            raise ConfigError(f"{key} must be {self.bounds.describe(self.type)}{why}, got {value!r}"
+                              f"{_string_hint(self.type, value)}", key)
+        return v
+
+
+def _as_type(kind: type, value: Any) -> Any:
+    """``value`` as ``kind``, or None where it is not one (bools are not numbers; NaN and inf are not
+    finite numbers)."""
+    if kind is bool:
+        return value if isinstance(value, bool) else None
+    if kind is str:
+        return value if isinstance(value, str) else None
+    if type(value) not in (int, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        return None
+    if not math.isfinite(value):
+        return None
+    if kind is int:
+        return int(value) if float(value).is_integer() else None
+    return float(value)
+
+
+def _string_hint(kind: type, value: Any) -> str:
+    if kind is str and isinstance(value, bool):
+        return " (YAML reads yes/no/on/off/true/false as booleans: quote it)"
+    if kind in (int, float) and isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return " (a string, not a number: write it without quotes, e.g. 0.001 or 1.0e-3)"
+    return ""
+
+
+# Settings of the training loop itself: type, default and range.
+TRAINING: dict[str, Param] = {
+    "scenario": Param(str, "hypercube"),  # names are checked against their registries
+    "encoder": Param(str, "mlp"),
+    "loss": Param(str, "info_nce"),
+    "embedding_dim": Param(int, 16, Bounds(low=1)),
+    "steps": Param(int, 1000, Bounds(low=1)),
+    "batch_size": Param(int, 256, Bounds(low=2, why="a contrastive batch needs negatives")),
+    "lr": Param(float, 1e-3, Bounds(low=0, open_low=True)),
+    "weight_decay": Param(float, 0.0, Bounds(low=0)),
+    "eval_every": Param(int, 250, Bounds(low=1)),
+    "seed": Param(int, 0, Bounds(low=0, high=_SEED_MAX)),
+    "n_eval": Param(int, 2048, Bounds(low=2, why="probes fit on one half of the held-out sample, test on the other")),
+    "device": Param(str, "auto", Bounds(pattern=r"auto|cpu|cuda(:\d+)?", text="'auto', 'cpu', 'cuda' or 'cuda:N'")),
+}
+TRAINING_DEFAULTS: dict[str, Any] = {k: p.default for k, p in TRAINING.items()}
+
+# Ranges of the scenarios', encoders' and losses' keyword arguments (their types and defaults are the
+# functions' annotated signatures). ``name`` applies to every function taking it; ``function.name``
+# overrides it for one function. Cross-key limits (n_invariant <= dim, ...) are the scenario's own.
+KWARG_BOUNDS: dict[str, Bounds] = {
+    # scenarios
+    "dim": Bounds(low=1),
+    "n_invariant": Bounds(low=1, high=62, why="cluster ids 2^n_invariant fit int64"),
+    "aug_noise": Bounds(low=0),
+    "gmm.aug_noise": Bounds(low=0, high=1, why="the probability that the positive comes from a random component"),
+    "nested_clusters.aug_noise": Bounds(low=0, high=1, why="the probability of a random sub-cluster"),
+    "spurious": Bounds(choices=("redraw", "scale")),
+    "data_seed": Bounds(low=0, high=_SEED_MAX),
+    "n_clusters": Bounds(low=2),
+    "separation": Bounds(low=0, open_low=True),
+    "nuisance_std": Bounds(low=0, open_low=True),
+    "cov_tilt": Bounds(low=0, high=math.pi / 2),
+    "latent_dim": Bounds(low=2),
+    "kappa": Bounds(low=0, open_low=True),
+    "mixing_layers": Bounds(low=0),
+    "content_dim": Bounds(low=1),
+    "style_dim": Bounds(low=1),
+    "style_change_prob": Bounds(low=0, high=1),
+    "n_groups": Bounds(low=2),
+    "n_sub": Bounds(low=1),
+    "group_separation": Bounds(low=0, open_low=True),
+    "sub_separation": Bounds(low=0),
+    "cluster_std": Bounds(low=0),
+    # encoders
+    "width": Bounds(low=1),
+    "depth": Bounds(low=1),
+    "hidden": Bounds(pattern=r"([1-9][0-9]*(,[1-9][0-9]*)*)?",
+                     text="comma-separated hidden sizes >= 1 such as '50,250,50', or '' for depth x width"),
+    "activation": Bounds(choices=tuple(encoders.ACTIVATIONS)),
+    "normalize": Bounds(choices=tuple(encoders.NORMALIZATIONS)),
+    # losses
+    "temperature": Bounds(low=0, open_low=True),
+}
+_NOT_KWARGS = {"device"}  # filled by the trainer, not by the config
+
+
+@functools.cache
+def params_of(fn: Callable[..., Any]) -> dict[str, Param]:
+    """The config keys ``fn`` takes: its keyword arguments with a default (those without one, such as
+    ``input_dim`` or a loss's embeddings, are filled by the trainer), typed by their annotations."""
+    out = {}
+    for name, p in inspect.signature(fn, eval_str=True).parameters.items():
+        if name in _NOT_KWARGS or p.default is inspect.Parameter.empty:
+            continue
+        if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            continue
+        kind = p.annotation if p.annotation in (int, float, str, bool) else type(p.default)
+        bounds = KWARG_BOUNDS.get(f"{fn.__name__}.{name}") or KWARG_BOUNDS.get(name) or Bounds()
+        out[name] = Param(kind, p.default, bounds)
+    return out
+
+
+@functools.cache
+def _training_keys_of(fn: Callable[..., Any]) -> list[str]:
+    """Training settings ``fn`` takes as arguments (e.g. an encoder's ``embedding_dim``)."""
+    return [name for name in inspect.signature(fn).parameters if name in TRAINING and name not in _NOT_KWARGS]
+
+
+_REGISTRIES: tuple[tuple[str, Mapping[str, Callable[..., Any]]], ...] = (
+    ("scenario", SCENARIOS), ("encoder", ENCODERS), ("loss", LOSSES))
+
+
+def param(key: str, function: str | None = None) -> Param:
+    """The Param of ``key``: a training setting, or the keyword argument of the named scenario, encoder
+    or loss (default: the first function taking it)."""
+    if key in TRAINING:
+        return TRAINING[key]
+    for _, registry in _REGISTRIES:
+        for name, fn in registry.items():
+            if (function is None or name == function) and key in params_of(fn):
+                return params_of(fn)[key]
+    raise ConfigError(_unknown_message([key]), key)
 
 
 def known_keys() -> list[str]:
     """Every config key that feeds some function, sorted."""
-    keys = set(TRAINING_DEFAULTS) | _registry_keys(SCENARIOS) | _registry_keys(ENCODERS)
-    return sorted(keys | _registry_keys(LOSSES))
+    return list(_known(tuple(fn for _, registry in _REGISTRIES for fn in registry.values())))
+
+
+@functools.cache
+def _known(functions: tuple[Callable[..., Any], ...]) -> tuple[str, ...]:
+    return tuple(sorted(set(TRAINING).union(*(params_of(fn) for fn in functions))))
+
+
+def keys_of(kind: str, name: str) -> list[str]:
+    """The config keys the named scenario, encoder or loss takes (its keyword arguments)."""
+    registry = dict(_REGISTRIES)[kind]
+    fn = _lookup(kind, name, registry)
+    return list(params_of(fn)) + [k for k in _training_keys_of(fn) if k not in params_of(fn)]
+
+
+def _unknown_message(unknown: list[str]) -> str:
+    known = known_keys()
+    hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else repr(k)
+             for k in unknown]
+    return f"unknown config key {', '.join(hints)}; valid keys: {', '.join(known)}"
 
 
 def _lookup(kind: str, name: Any, registry: Mapping[str, Callable[..., Any]]) -> Callable[..., Any]:
-    if name not in registry:
-        raise ConfigError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(registry))}")
+    if not isinstance(name, str) or name not in registry:
+        raise ConfigError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(registry))}", kind)
     return registry[name]
-
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Check ``value`` against the type of ``default`` (int, float, str, bool) and normalise it."""
-    if default is inspect.Parameter.empty or default is None:
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, int):
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif isinstance(default, float):
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(default, str):
-        if isinstance(value, str):
-            return value
-    else:
-        return value
-    raise ConfigError(f"{key} must be {type(default).__name__}, got {value!r} ({type(value).__name__})")
 
 
 def flatten(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,7 +260,7 @@ def flatten(config: Mapping[str, Any]) -> dict[str, Any]:
         items = flatten(value).items() if isinstance(value, Mapping) else [(key, value)]
         for k, v in items:
             if k in flat and flat[k] != v:
-                raise ConfigError(f"key {k!r} is set twice with different values: {flat[k]!r} and {v!r}")
+                raise ConfigError(f"key {k!r} is set twice with different values: {flat[k]!r} and {v!r}", k)
             flat[k] = v
     return flat
 
@@ -116,35 +279,24 @@ class ResolvedConfig:
 def resolve(config: Mapping[str, Any]) -> ResolvedConfig:
     """Split and check a (possibly nested) config; raises ConfigError naming the bad key."""
     config = flatten(config)
-    unknown = sorted(set(config) - set(known_keys()))
+    unknown = sorted(set(config).difference(_known(tuple(fn for _, r in _REGISTRIES for fn in r.values()))))
     if unknown:
-        hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known_keys(), 1))
-                 else repr(k) for k in unknown]
-        raise ConfigError(f"unknown config key {', '.join(hints)}; valid keys: {', '.join(known_keys())}")
-    training = {k: _coerce(k, config.get(k, d), d) for k, d in TRAINING_DEFAULTS.items()}
+        raise ConfigError(_unknown_message(unknown), unknown[0])
+    training = {k: p.check(k, config[k]) if k in config else p.default for k, p in TRAINING.items()}
     out = ResolvedConfig(training["scenario"], training["encoder"], training["loss"], training=training)
-    for kind, registry, target in (
-        ("scenario", SCENARIOS, out.scenario_kwargs),
-        ("encoder", ENCODERS, out.encoder_kwargs),
-        ("loss", LOSSES, out.loss_kwargs),
-    ):
+    used = set(TRAINING)
+    for (kind, registry), target in zip(_REGISTRIES, (out.scenario_kwargs, out.encoder_kwargs, out.loss_kwargs),
+                                        strict=True):
         fn = _lookup(kind, training[kind], registry)
-        for key, default in _kwargs_of(fn).items():
-            if key in config:
-                target[key] = _coerce(key, config[key], default)
-            elif key in training:
-                target[key] = training[key]
-            elif default is not inspect.Parameter.empty:
-                target[key] = default
-    for key in ("steps", "batch_size", "eval_every", "n_eval", "embedding_dim"):
-        if training[key] < 1:
-            raise ConfigError(f"{key} must be >= 1, got {training[key]}")
-    if training["batch_size"] < 2:
-        raise ConfigError("batch_size must be >= 2: a contrastive batch needs negatives")
-    if training["lr"] <= 0:
-        raise ConfigError(f"lr must be > 0, got {training['lr']}")
-    if training["device"] not in ("auto", "cpu", "cuda") and not str(training["device"]).startswith("cuda:"):
-        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {training['device']!r}")
+        for key, p in params_of(fn).items():
+            target[key] = p.check(key, config[key]) if key in config else p.default
+            used.add(key)
+        for key in _training_keys_of(fn):
+            target[key] = training[key]
+    for key in set(config) - used:  # another function's key: ignored here, but it must still be well-typed
+        p = param(key)
+        if _as_type(p.type, config[key]) is None:
+            p.check(key, config[key])
     return out
 
 

@@ -4,7 +4,9 @@ import pytest
 import yaml
 
 from study.cli import main
-from study.spec import SpecError, bundled_specs, expand_axis, load_spec, parse_spec
+from study.spec import SpecError, bundled_specs, expand_axis, load_spec, parse_spec, scenario_metrics
+from trainables.config import effective
+from trainables.scenarios import SCENARIOS
 
 BASE = {"name": "t", "trainable": {"scenario": "hypercube", "steps": 10}, "grid": {"embedding_dim": [2, 4]}}
 
@@ -95,3 +97,121 @@ def test_cli_reports_a_bad_spec_in_one_line_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "embeding_dim" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # nothing started
+
+
+# --- one resolution: the effective configs, once -------------------------------------------------------
+def test_cells_are_the_effective_configs_in_tune_order_resolved_once():
+    spec = parse_spec({**BASE, "grid": {"capacity": {"linear": True, "widths": [8]}, "embedding_dim": [2, 4]},
+                       "seeds": [0, 1]})
+    cells = spec.cells()
+    assert cells is spec.cells()  # cached on the spec
+    assert cells == [effective({**spec.trainable, "capacity": c, "embedding_dim": e, "seed": s})
+                     for c in spec.grid_axes()["capacity"] for e in (2, 4) for s in (0, 1)]
+    assert "width" not in cells[0] and cells[-1]["width"] == 8  # the linear encoder's cells drop width
+    assert cells[0]["lr"] == 1e-3 and cells[0]["dim"] == 16  # defaults filled in
+
+
+def test_the_grid_size_is_refused_from_the_axes_before_anything_is_enumerated():
+    huge = {**BASE, "grid": {"embedding_dim": list(range(1, 1001)), "lr": [1e-4 * i for i in range(1, 1001)],
+                             "dim": list(range(8, 1008))}}  # 10^9 cells: enumerating them would never end
+    message = _err(huge)
+    assert "1,000,000,000 cells" in message and "max_cells" in message and "--max-cells" in message
+    big = {**BASE, "grid": {"embedding_dim": list(range(1, 201)), "lr": [1e-4 * i for i in range(1, 1001)]}}
+    assert "200,000 cells" in _err(big)
+    assert len(parse_spec(big, max_cells=200_000).cells()) == 200_000
+    assert parse_spec({**big, "max_cells": 300_000}).n_trials() == 200_000
+    assert "--max-cells must be" in _err(BASE, max_cells=0)
+
+
+def test_yaml_1_1_exponents_are_numbers_and_duplicate_keys_are_errors(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: t\ntrainable: {lr: 1e-3, weight_decay: 5E-4, steps: 1e3}\n")
+    spec = load_spec(path)
+    assert spec.trainable == {"lr": 0.001, "weight_decay": 0.0005, "steps": 1000.0}
+    assert spec.cells()[0]["steps"] == 1000
+    path.write_text("name: t\ntrainable:\n  lr: 0.1\n  steps: 10\n  lr: 0.2\n")
+    with pytest.raises(SpecError, match="duplicate key 'lr'"):
+        load_spec(path)
+    path.write_text("name: t\ntrainable: {lr: '1e-3'}\n")
+    with pytest.raises(SpecError, match="a string, not a number"):
+        load_spec(path)
+
+
+def test_folders_and_binary_files_are_refused_as_specs(tmp_path):
+    with pytest.raises(SpecError, match="is a folder"):
+        load_spec(tmp_path)
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"name: t\n\xff\xfe\x00")
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec(binary)
+    empty = tmp_path / "e.yaml"
+    empty.write_text("")
+    with pytest.raises(SpecError, match="empty"):
+        load_spec(empty)
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "-x", "", "x" * 129])
+def test_a_study_name_is_one_folder_name(name):
+    assert "name" in _err({**BASE, "name": name})
+
+
+@pytest.mark.parametrize("patch,needle", [
+    ({"grid": {"n_clusters": [2, 4]}}, "grid.n_clusters: no cell uses 'n_clusters'"),
+    ({"trainable": {"scenario": "hypercube", "kappa": 2.0}}, "trainable.kappa: no cell uses 'kappa'"),
+    ({"grid": {"encoder": ["linear"], "width": [8, 16]}}, "grid.width: no cell uses 'width'"),
+    ({"grid": {"encoder": ["linear", "mlp"], "width": [8, 16]}}, "width is not used by"),
+    ({"grid": {"embedding_dim": [2, 2]}}, "same config"),
+    ({"seeds": [0, 0]}, "same config"),
+])
+def test_keys_no_cell_uses_and_repeated_cells_are_refused(patch, needle):
+    assert needle in _err({**BASE, **patch})
+
+
+@pytest.mark.parametrize("patch,needle", [
+    ({"objective": {"metric": "randlabel_ac"}}, "did you mean 'randlabel_acc'"),
+    ({"objective": {"metric": "r2_linear"}}, "not a metric of scenario 'hypercube'"),
+    ({"objective": {"metric": "n_params"}}, "bookkeeping"),
+    ({"analysis": {"x": "capacity", "y": "embeding_dim"}}, "analysis.y"),
+    ({"analysis": {"metric": "probe_accc"}}, "did you mean 'probe_acc'"),
+    ({"analysis": {"treshold": 0.9}}, "did you mean 'threshold'"),
+    ({"analysis": {"threshold": "high"}}, "analysis.threshold"),
+    ({"analysis": {"n_boot": 0}}, "analysis.n_boot"),
+])
+def test_objective_and_analysis_name_what_the_cells_produce(patch, needle):
+    assert needle in _err({**BASE, **patch})
+
+
+def test_the_analysis_model_has_the_keys_analyze_reads():
+    from analysis.load import ANALYSIS_KEYS
+    from study.spec import Analysis
+
+    assert tuple(Analysis.model_fields) == ANALYSIS_KEYS
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_the_metric_names_of_each_scenario_are_what_it_reports(name):
+    import torch
+
+    from trainables.metrics import evaluate
+
+    scenario = SCENARIOS[name](device="cpu")
+    heldout = scenario.heldout(64, torch.Generator().manual_seed(0))
+    reported = set(evaluate(torch.randn(64, 3), heldout, scenario.truth)) | {"train_loss", "eval_loss"}
+    assert scenario_metrics(scenario) == reported
+
+
+@pytest.mark.parametrize("patch,needle", [
+    ({"searcher": {"type": "optuna"}, "search": {"lr": {"loguniform": [-1.0, 0.1]}}}, "search.lr"),
+    ({"searcher": {"type": "optuna"}, "search": {"embedding_dim": {"uniform": [2, 8]}}}, "randint"),
+    ({"searcher": {"type": "optuna"}, "search": {"temperature": {"uniform": [0.0, 1.0]}}}, "temperature must be"),
+    ({"searcher": {"type": "optuna"}, "search": {"lr": {"loguniform": [1e-3]}}}, "search.lr"),
+    ({"searcher": {"type": "optuna"}, "search": {"width": {"choice": [8, True]}}}, "width must be"),
+])
+def test_search_distributions_are_checked_at_their_ends(patch, needle):
+    grid = {} if "search" in patch else BASE["grid"]
+    assert needle in _err({**BASE, "grid": grid, **patch})
+
+
+def test_the_smoke_block_is_checked_with_the_full_spec():
+    message = _err({**BASE, "smoke": {"trainable": {"steps": 0}}})
+    assert "with its smoke: block" in message and "steps must be" in message

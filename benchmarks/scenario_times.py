@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from trainables.engine import train
 from trainables.scenarios import SCENARIOS
-from trainables.training import train
 
 
 def main() -> None:

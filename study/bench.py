@@ -61,7 +61,7 @@ def _gpu_stats(proc: subprocess.Popen | None) -> dict[str, float] | None:
 
 
 def plain_loop(configs: list[dict[str, Any]]) -> float:
-    from trainables.training import train
+    from trainables.engine import train
 
     start = time.perf_counter()
     for config in configs:
@@ -140,14 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ways", default="abc", help="which of a (plain loop), b (a trial each), c (packs)")
     parser.add_argument("--gpu", type=float, default=None, help="GPU share per trial (default 0.25 on a GPU)")
     parser.add_argument("--address", default=None)
-    parser.add_argument("--json", default="bench.json", help="where to write the figures")
+    parser.add_argument("--out", "--json", dest="out", default="bench.json",
+                        help="where to write the figures (JSON; --json is the old name)")
     args = parser.parse_args(argv)
     pack: int | str = int(args.pack_size) if str(args.pack_size).isdigit() else args.pack_size
     figures = run_bench(steps=args.steps, seeds=args.seeds, widths=tuple(args.widths), dims=tuple(args.dims),
                         pack_size=pack, ways=args.ways, address=args.address, gpu=args.gpu)
-    Path(args.json).write_text(json.dumps(figures, indent=2))
+    Path(args.out).write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
-    print(f"[clphase bench] figures written to {args.json}")
+    print(f"[clphase bench] figures written to {args.out}")
     return 0
 
 

@@ -10,7 +10,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from study.progress import ProgressLine
-from study.records import StudyRecords, cell_id
+from study.records import StudyRecords, config_id
 from study.tracking import MlflowMirror
 from trainables.config import effective, known_keys
 
@@ -44,32 +44,33 @@ class StudyCallback(Callback):
         self.ignored: set[str] = set()  # rows of re-created duplicates of finished cells (see on_trial_start)
 
     def _members(self, trial: Trial) -> list[tuple[str, dict[str, Any]]]:
-        """(row id, effective config) of each config a trial trains: itself, or each config of its pack."""
+        """(row id, effective config) of each config a trial trains. A pack's configs were resolved at spec
+        time and are recorded as they are; a searcher's flat suggestion is resolved here, once."""
         if trial.trial_id not in self.configs:
             if "pack" in trial.config:
-                self.configs[trial.trial_id] = [(f"{trial.trial_id}-{k:03d}", effective(c))
-                                                for k, c in enumerate(trial.config["pack"])]
+                pack = trial.config["pack"]
+                ids = [trial.trial_id] if len(pack) == 1 else [f"{trial.trial_id}-{k:03d}" for k in range(len(pack))]
+                self.configs[trial.trial_id] = list(zip(ids, pack, strict=True))
             else:
-                self.configs[trial.trial_id] = [(trial.trial_id, effective(trial.config))]
+                flat = {k: v for k, v in trial.config.items() if k not in ("objective", "mode")}
+                self.configs[trial.trial_id] = [(trial.trial_id, effective(flat))]
         return self.configs[trial.trial_id]
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         for row_id, config in self._members(trial):
-            cell = cell_id(config)
-            owner = self.records.finished_keys().get(cell) if self.dedupe_cells else None
+            owner = self.records.finished_keys().get(config_id(config)) if self.dedupe_cells else None
             if owner is not None and owner != row_id:
                 # Tune re-created a cell that finished after its last experiment snapshot (driver killed):
                 # it runs again, but the study keeps the first result.
                 self.ignored.add(row_id)
                 continue
-            self.records.start(row_id, config)
-            self.records.trials[row_id]["cell"] = cell
+            self.records.start(row_id, config)  # also sets its cell and config_id
             self.mirror.trial_started(row_id, config)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         members = self._members(trial)
-        # a pack reports each config's metrics under "pack"; a lone trial reports its own
-        reports = [{**m, "node_ip": result.get("node_ip")} for m in result["pack"]] if "pack" in result else [result]
+        # every trial reports each of its configs' metrics under "pack"
+        reports = [{**m, "node_ip": result.get("node_ip")} for m in result["pack"]]
         for (row_id, config), report in zip(members, reports, strict=True):
             if row_id in self.ignored:
                 continue

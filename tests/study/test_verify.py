@@ -28,9 +28,18 @@ def test_verify_smoke_gives_every_claim_a_verdict_and_writes_the_table(tmp_path,
     md = (docs / "claims.md").read_text()
     assert "| fisher_subspace |" in md and "(claims/fisher_subspace_phase_diagram.png)" in md
     assert (docs / "claims" / "fisher_subspace_phase_diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # A second verify reuses the finished studies instead of training them again.
+    # A second verify reuses the finished studies instead of training them again: Tune's experiment
+    # folder and the study's tables are left exactly as they were.
+    study_dir = out / by["fisher_subspace"]["study_dir"].rsplit("/", 1)[1]
+    before = _snapshot(study_dir)
     assert main(["verify", "--smoke", "--claim", "fisher_subspace", "--out", str(out), "--tracking-uri",
                  tmp_store]) == 0
     again = json.loads((out / "claims.json").read_text())
-    assert again[0]["wall_s"] < by["fisher_subspace"]["wall_s"] + 30 and again[0]["measured"] == by[
-        "fisher_subspace"]["measured"]
+    assert again[0]["measured"] == by["fisher_subspace"]["measured"]
+    assert _snapshot(study_dir) == before
+
+
+def _snapshot(study_dir) -> dict[str, bytes]:
+    """Every file Tune or the records write in a study folder, by path, with its bytes."""
+    return {str(p.relative_to(study_dir)): p.read_bytes() for p in sorted(study_dir.rglob("*"))
+            if p.is_file() and (p.name.endswith(".parquet") or "tune" in p.parts)}

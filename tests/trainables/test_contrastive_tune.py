@@ -1,4 +1,5 @@
-"""The Tune trainable under a real local Ray: every scenario runs, and a failed trial resumes from its checkpoint."""
+"""The Tune trainable under a real local Ray: every scenario runs, packs and flat suggestions alike, and a
+failed trial resumes from its checkpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import cloudpickle
 import pytest
 from ray import tune
 
+from trainables.config import effective
 from trainables.contrastive import contrastive, train
 from trainables.scenarios import SCENARIOS
 
@@ -32,13 +34,30 @@ def _tune(trainable, param_space, tmp_path, max_failures=0):
 
 
 def test_one_trial_of_every_scenario_runs_through_tune(tmp_path):
+    # flat configs, as a searcher suggests them: each trial resolves its own and trains a pack of one
     results = _tune(contrastive, {**SMALL, "scenario": tune.grid_search(sorted(SCENARIOS))}, tmp_path)
     assert len(results) == len(SCENARIOS) and not results.errors
     for result in results:
-        assert result.metrics["step"] == 40 and result.metrics["diverged"] == 0
-        assert math.isfinite(result.metrics["effective_rank"])
+        (metrics,) = result.metrics["pack"]
+        assert metrics["step"] == 40 and metrics["diverged"] == 0 and metrics["pack_size"] == 1
+        assert math.isfinite(metrics["effective_rank"])
+        assert result.metrics["randlabel_acc"] == metrics.get("randlabel_acc", float("nan")) or \
+            math.isnan(result.metrics["randlabel_acc"])
         assert result.checkpoint is not None
         assert list(result.metrics_dataframe["step"]) == [20, 40]
+
+
+def test_a_pack_trial_reports_each_config_and_the_best_objective(tmp_path):
+    configs = [effective({**SMALL, "scenario": "hypercube", "dim": 8, "n_invariant": 2, "embedding_dim": e})
+               for e in (2, 8)]
+    results = _tune(contrastive, {"pack": configs, "objective": "cluster_acc", "mode": "min"}, tmp_path)
+    (result,) = results
+    reports = result.metrics["pack"]
+    assert [r["step"] for r in reports] == [40, 40] and {r["pack_size"] for r in reports} == {2}
+    assert result.metrics["cluster_acc"] == min(r["cluster_acc"] for r in reports)
+    for report, config in zip(reports, configs, strict=True):
+        alone = train(config)
+        assert report["cluster_acc"] == pytest.approx(alone["cluster_acc"], abs=1e-9)
 
 
 def flaky(config):
@@ -61,12 +80,13 @@ def flaky(config):
 
 def test_a_failed_trial_resumes_from_its_checkpoint_and_ends_as_if_never_interrupted(tmp_path):
     config = {**SMALL, "scenario": "hypercube", "dim": 8, "n_invariant": 2, "steps": 60}
-    results = _tune(flaky, {**config, "marker": str(tmp_path / "failed_once")}, tmp_path, max_failures=1)
+    results = _tune(flaky, {"pack": [effective(config)], "marker": str(tmp_path / "failed_once")}, tmp_path,
+                    max_failures=1)
     assert (tmp_path / "failed_once").exists() and not results.errors
-    resumed = results[0].metrics
+    (resumed,) = results[0].metrics["pack"]
     plain = train(config)
     for key, value in plain.items():
-        if key not in ("train_s", "eval_s"):
+        if key not in ("train_s", "eval_s", "pack_train_s", "pack_eval_s"):
             assert resumed[key] == pytest.approx(value, rel=1e-6, nan_ok=True), key
 
 
@@ -74,4 +94,4 @@ def test_a_diverging_trial_ends_cleanly_through_tune(tmp_path):
     config = {**SMALL, "scenario": "hypercube", "loss": "spectral", "lr": 1e4}
     results = _tune(contrastive, config, tmp_path)
     assert not results.errors
-    assert results[0].metrics["diverged"] == 1
+    assert results[0].metrics["pack"][0]["diverged"] == 1

@@ -1,0 +1,448 @@
+"""The training engine: K configs (K >= 1) trained as one stacked, zero-padded model.
+
+A phase diagram is hundreds of tiny trials; one at a time they leave a device idle and pay Python's
+per-operation overhead K times over. ``Pack(configs)`` stacks K configs that differ only in
+``PER_CONFIG_KEYS`` into one model whose every weight carries a leading config axis: one forward, one
+backward and one optimiser step per training step for all K. A lone config is a pack of one, and
+``train(config)`` is that call: there is no other loop.
+
+Equivalence by construction: nothing of one config reaches another.
+- Config k is initialised as its encoder alone would be (``torch.manual_seed(seed)``, then the
+  registry's module), draws its batches from its own generator (configs with the same seed and
+  scenario parameters share one stream: the same draws either way), and holds out its own sample.
+- Every operation is batched over the config axis and never reduced across it. The pack's loss is the
+  sum of the K losses, so config k's gradient is its own loss's.
+- Widths and embedding dims are zero-padded to the pack's largest. A zero hidden unit outputs 0 and
+  gets a zero gradient; a zero output column adds nothing to norms or dot products, so each loss sees
+  exactly its config's embedding, and every padded entry stays exactly zero under AdamW.
+- The optimiser is ``torch.optim.AdamW`` itself: one parameter group per run of consecutive configs
+  with the same (lr, weight_decay), whose parameters are those configs' slices of the stacked weights.
+- A config whose loss turns NaN/inf stops there: its parameters are put back after each later step
+  (no host sync per step), while the others go on.
+What can differ from the config alone is float round-off where padding changes a matmul's inner size;
+configs of one shape match their lone run bitwise on CPU (tests/trainables/test_engine.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from trainables.encoders import ENCODERS, SphereNorm
+from trainables.losses import LOSSES
+from trainables.metrics import evaluate_many
+from trainables.scenarios import SCENARIOS
+
+__all__ = ["PER_CONFIG_KEYS", "Pack", "auto_pack_size", "pack_flops", "pack_key", "pack_memory_bytes",
+           "pick_device", "plan_packs", "train"]
+
+# Config keys that may differ inside one pack; every other key of the effective config must agree.
+PER_CONFIG_KEYS = frozenset({"seed", "lr", "weight_decay", "temperature", "width", "embedding_dim", "aug_noise"})
+_EVAL_STREAM = 0x5EED  # offsets the held-out sample's seed from the training stream's
+_CPU_LOSS_BYTES = 1 << 20  # on CPU the loss runs over chunks of configs whose (B, B) logits fit in cache
+_ACTIVATIONS: dict[type, Callable[[nn.Module], Callable[[Tensor], Tensor]]] = {
+    nn.ReLU: lambda m: torch.relu,
+    nn.LeakyReLU: lambda m: functools.partial(torch.nn.functional.leaky_relu, negative_slope=m.negative_slope),
+}
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def _kwargs(fn: Callable[..., Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of an effective config that are keyword arguments of ``fn``."""
+    return {k: config[k] for k in inspect.signature(fn).parameters if k in config and k != "device"}
+
+
+def pack_key(config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """What configs must share to train in one pack: the effective config less ``PER_CONFIG_KEYS``.
+
+    Sorted ``(key, value)`` pairs, hashable: group a sweep with a dict keyed by it.
+    """
+    return tuple(sorted((k, v) for k, v in config.items() if k not in PER_CONFIG_KEYS))
+
+
+def _check_packable(configs: Sequence[Mapping[str, Any]]) -> None:
+    """Raise ValueError naming every key that keeps ``configs`` out of one pack."""
+    keys = [dict(pack_key(c)) for c in configs]
+    differing = []
+    for name in sorted({n for key in keys for n in key}):
+        values = {repr(key.get(name, "(unused)")) for key in keys}
+        if len(values) > 1:
+            differing.append(f"{name!r} takes {', '.join(sorted(values)[:4])}")
+    if differing:
+        raise ValueError(f"configs cannot share a pack: {'; '.join(differing)}. Configs in one pack may differ "
+                         f"only in {', '.join(sorted(PER_CONFIG_KEYS))}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the stacked encoder
+
+
+def _layers(model: nn.Module) -> tuple[list[nn.Linear], Callable[[Tensor], Tensor] | None, bool]:
+    """An encoder ``Linear (act Linear)* [SphereNorm]``: its Linear layers, its activation (None for one
+    layer) and whether its output is normalised to the sphere."""
+    children = [model] if isinstance(model, nn.Linear) else list(model.children())
+    sphere = bool(children) and isinstance(children[-1], SphereNorm)
+    children = children[:-1] if sphere else children
+    acts = children[1::2]
+    ok = (isinstance(model, nn.Linear | nn.Sequential) and len(children) % 2 == 1
+          and all(isinstance(c, nn.Linear) for c in children[::2])
+          and all(type(a) in _ACTIVATIONS and repr(a) == repr(acts[0]) for a in acts))
+    if not ok:
+        raise ValueError(f"the engine stacks encoders of Linear layers joined by one activation "
+                         f"({', '.join(t.__name__ for t in _ACTIVATIONS)}), optionally normalised; got {model}")
+    return children[::2], _ACTIVATIONS[type(acts[0])](acts[0]) if acts else None, sphere
+
+
+@functools.lru_cache(maxsize=1024)
+def _input_dim(scenario: str, scenario_kwargs: tuple) -> int:
+    return SCENARIOS[scenario](**dict(scenario_kwargs), device="cpu").input_dim
+
+
+def _layer_shapes(config: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """(out, in) of each Linear layer of a config's encoder, built on the meta device (no weights)."""
+    input_dim = _input_dim(config["scenario"], tuple(sorted(_kwargs(SCENARIOS[config["scenario"]], config).items())))
+    with torch.device("meta"):
+        module = ENCODERS[config["encoder"]](input_dim, **_kwargs(ENCODERS[config["encoder"]], config))
+    return [tuple(layer.weight.shape) for layer in _layers(module)[0]]
+
+
+class Pack:
+    """K configs in training: ``advance(n)`` trains n steps, ``evaluate()`` scores each held-out set.
+
+    ``configs`` are effective configs (``trainables.config.effective``: every key the trial uses, resolved
+    once, in the driver). ``done`` is true once every config has finished (trained all its steps, or
+    diverged); ``state_dict()`` / ``load_state_dict()`` continue exactly.
+    """
+
+    def __init__(self, configs: Sequence[Mapping[str, Any]], device: str | torch.device | None = None):
+        if not configs:
+            raise ValueError("a pack needs at least one config")
+        _check_packable(configs)
+        self.configs = [dict(c) for c in configs]
+        c0 = self.configs[0]
+        self.device = pick_device(str(c0.get("device", "auto"))) if device is None else torch.device(device)
+        self.steps, self.eval_every, self.batch_size = c0["steps"], c0["eval_every"], c0["batch_size"]
+        self.seeds = [c["seed"] for c in self.configs]
+        self.embedding_dims = [c["embedding_dim"] for c in self.configs]
+        self.loss_fn = LOSSES[c0["loss"]]
+        self.loss_kwargs = [_kwargs(self.loss_fn, c) for c in self.configs]
+        for kw in self.loss_kwargs:  # the loss's own argument checks, once, at build time
+            self.loss_fn(torch.ones(2, 1), torch.ones(2, 1), **kw)
+
+        # One data stream per (seed, scenario parameters): its scenario, generator and held-out sample.
+        self.streams: list[dict[str, Any]] = []
+        index: dict[tuple, int] = {}
+        self.stream_of = []
+        for c in self.configs:
+            kw = _kwargs(SCENARIOS[c["scenario"]], c)
+            sid = (c["seed"], tuple(sorted(kw.items())))
+            if sid not in index:
+                index[sid] = len(self.streams)
+                scenario = SCENARIOS[c["scenario"]](**kw, device=self.device)
+                eval_gen = torch.Generator(device=self.device).manual_seed(c["seed"] + _EVAL_STREAM)
+                heldout = scenario.heldout(c["n_eval"], eval_gen)
+                self.streams.append({
+                    "scenario": scenario, "heldout": heldout,
+                    "generator": torch.Generator(device=self.device).manual_seed(c["seed"]),
+                    "pairs": torch.cat(scenario.pairs(self.batch_size, eval_gen)),  # (2B, D) held-out pairs
+                })
+            self.stream_of.append(index[sid])
+        self._gather = None if self.stream_of == list(range(len(self.streams))) else \
+            torch.tensor(self.stream_of, device=self.device)
+        self.input_dim = self.streams[0]["scenario"].input_dim
+
+        modules = []
+        for c in self.configs:  # each config initialised exactly as alone
+            torch.manual_seed(c["seed"])
+            modules.append(ENCODERS[c["encoder"]](self.input_dim, **_kwargs(ENCODERS[c["encoder"]], c)))
+        self.n_params = [sum(p.numel() for p in m.parameters()) for m in modules]
+        self._stack(modules)
+        self.step = 0
+        self.active = torch.ones(len(self.configs), dtype=torch.bool, device=self.device)  # not diverged
+        self.steps_done = torch.zeros(len(self.configs), dtype=torch.long, device=self.device)
+        self._active_host = [True] * len(self.configs)
+        self.pack_train_s = self.pack_eval_s = 0.0
+        self.last_loss = [math.nan] * len(self.configs)
+
+    def _stack(self, modules: list[nn.Module]) -> None:
+        """Stacked leaves: weight (K, out, in) and bias (K, 1, out) per layer, zero-padded; the optimiser."""
+        layers = [_layers(m) for m in modules]
+        if len({len(ls) for ls, _, _ in layers}) != 1:
+            raise ValueError("configs of one pack need the same number of layers")
+        _, self.activation, self.sphere = layers[0]
+        self.weights, self.biases = [], []
+        for l in range(len(layers[0][0])):
+            out = max(ls[l].out_features for ls, _, _ in layers)
+            inp = max(ls[l].in_features for ls, _, _ in layers)
+            w = torch.zeros(len(modules), out, inp, device=self.device)
+            b = torch.zeros(len(modules), 1, out, device=self.device)
+            with torch.no_grad():
+                for k, (ls, _, _) in enumerate(layers):
+                    o, i = ls[l].weight.shape
+                    w[k, :o, :i], b[k, 0, :o] = ls[l].weight, ls[l].bias
+            for p in (w, b):
+                p.requires_grad_()
+                p.grad = torch.zeros_like(p)  # backward accumulates into it in place: the slices below see it
+            self.weights.append(w)
+            self.biases.append(b)
+        # One group per run of configs with equal (lr, weight_decay): leaves sharing storage with the stacks.
+        groups, start = [], 0
+        for k in range(1, len(modules) + 1):
+            c, c0 = (self.configs[k] if k < len(modules) else None), self.configs[start]
+            if c is None or (c["lr"], c["weight_decay"]) != (c0["lr"], c0["weight_decay"]):
+                params = []
+                for p in (*self.weights, *self.biases):
+                    view = p.detach()[start:k].requires_grad_()
+                    view.grad = p.grad[start:k]
+                    params.append(view)
+                groups.append({"params": params, "lr": c0["lr"], "weight_decay": c0["weight_decay"]})
+                start = k
+        self.optimizer = torch.optim.AdamW(groups)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """(K, N, D) -> (K, N, E_max): every config's encoder on its own rows."""
+        h = x
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if i:
+                h = self.activation(h)
+            h = torch.baddbmm(b, h, w.transpose(1, 2))  # (K, N, out) = b + h W^T
+        return torch.nn.functional.normalize(h, dim=2) if self.sphere else h  # padded zeros leave norms alone
+
+    def _per_config(self, x: Tensor) -> Tensor:  # (G, ...) per stream -> (K, ...) per config
+        return x if self._gather is None else x[self._gather]
+
+    def _temperatures(self, lo: int, hi: int) -> dict[str, Any]:
+        if "temperature" not in self.loss_kwargs[0]:
+            return {}
+        return {"temperature": torch.tensor([kw["temperature"] for kw in self.loss_kwargs[lo:hi]])}
+
+    def _loss(self, x: Tensor) -> Tensor:  # (K, 2B, D) -> (K,)
+        z = self.encode(x)  # (K, 2B, E)
+        b, k = x.shape[1] // 2, len(x)
+        # On a GPU one call for all K; on a CPU the (K, B, B) logits would spill out of cache, and chunks
+        # of configs whose logits fit run faster (same numbers: configs never mix).
+        chunk = k if self.device.type != "cpu" else max(1, _CPU_LOSS_BYTES // (4 * b * b))
+        parts = [self.loss_fn(z[i:i + chunk, :b], z[i:i + chunk, b:], **self._temperatures(i, i + chunk))
+                 for i in range(0, k, chunk)]
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.steps or not any(self._active_host)
+
+    @property
+    def finished(self) -> list[bool]:
+        return [not a or self.step >= self.steps for a in self._active_host]
+
+    def advance(self, n: int) -> list[float]:
+        """Train up to ``n`` steps (never past ``steps``); each config's mean loss over them (NaN if diverged)."""
+        n = min(n, self.steps - self.step)
+        if n <= 0 or self.done:
+            return list(self.last_loss)
+        start = time.perf_counter()
+        live = [False] * len(self.streams)
+        for active, g in zip(self._active_host, self.stream_of, strict=True):
+            live[g] = live[g] or active
+        total = torch.zeros(len(self.configs), device=self.device)
+        before = self.steps_done.clone()
+        params = (*self.weights, *self.biases)
+        for _ in range(n):
+            draws = [torch.cat(s["scenario"].pairs(self.batch_size, s["generator"])) if on
+                     else torch.zeros(2 * self.batch_size, self.input_dim, device=self.device)
+                     for s, on in zip(self.streams, live, strict=True)]  # G x (2B, D)
+            loss = self._loss(self._per_config(torch.stack(draws)))  # (K,)
+            updating = self.active & torch.isfinite(loss)
+            kept = torch.where(updating, loss, 0.0)
+            for p in params:
+                p.grad.zero_()
+            kept.sum().backward()
+            frozen = [p.detach().clone() for p in params]
+            self.optimizer.step()
+            with torch.no_grad():  # a diverged config keeps its parameters
+                for p, old in zip(params, frozen, strict=True):
+                    torch.where(updating[:, None, None], p, old, out=p.data)
+            total += kept.detach()
+            self.steps_done += updating
+            self.active = updating
+            self.step += 1
+        self._active_host = self.active.tolist()
+        for i, (s, d, a) in enumerate(zip(total.tolist(), (self.steps_done - before).tolist(), self._active_host,
+                                          strict=True)):
+            self.last_loss[i] = s / d if a and d else math.nan
+        self.pack_train_s += time.perf_counter() - start
+        return list(self.last_loss)
+
+    @torch.no_grad()
+    def embeddings(self) -> list[Tensor]:
+        """Each config's embedding of its held-out sample: (n_eval, embedding_dim_k)."""
+        z = self.encode(self._per_config(torch.stack([s["heldout"]["x"] for s in self.streams])))
+        return [z[i, :, :e] for i, e in enumerate(self.embedding_dims)]
+
+    @torch.no_grad()
+    def evaluate(self) -> list[dict[str, float]]:
+        """Per config: every held-out metric its scenario allows (``trainables.metrics.evaluate``) and the
+        bookkeeping of a report. ``train_s``/``eval_s`` are the config's share (the pack's time / K);
+        ``pack_train_s``/``pack_eval_s`` the pack's whole time."""
+        start = time.perf_counter()
+        z = self.encode(self._per_config(torch.stack([s["heldout"]["x"] for s in self.streams])))
+        eval_loss = self._loss(self._per_config(torch.stack([s["pairs"] for s in self.streams]))).tolist()
+        streams = [self.streams[g] for g in self.stream_of]
+        reports = evaluate_many(z, [s["heldout"] for s in streams], [s["scenario"].truth for s in streams],
+                                self.seeds, dims=self.embedding_dims)
+        self.pack_eval_s += time.perf_counter() - start
+        k = len(self.configs)
+        for i, (metrics, steps) in enumerate(zip(reports, self.steps_done.tolist(), strict=True)):
+            metrics.update(eval_loss=eval_loss[i], step=steps, train_loss=self.last_loss[i],
+                           diverged=int(not self._active_host[i]), n_params=self.n_params[i],
+                           train_s=self.pack_train_s / k, eval_s=self.pack_eval_s / k, pack_size=k,
+                           pack_train_s=self.pack_train_s, pack_eval_s=self.pack_eval_s)
+        return reports
+
+    def encoder(self, i: int) -> nn.Module:
+        """Config ``i``'s encoder as a lone ``nn.Module`` holding its current (unpadded) weights."""
+        c = self.configs[i]
+        with torch.device("meta"):  # no initialisation: it would draw from the global generator
+            module = ENCODERS[c["encoder"]](self.input_dim, **_kwargs(ENCODERS[c["encoder"]], c))
+        module = module.to_empty(device=self.device)
+        with torch.no_grad():
+            for layer, w, b in zip(_layers(module)[0], self.weights, self.biases, strict=True):
+                o, n = layer.weight.shape
+                layer.weight.copy_(w[i, :o, :n])
+                layer.bias.copy_(b[i, 0, :o])
+        return module
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed pack needs to continue exactly (copies)."""
+        return {
+            "weights": [w.detach().clone() for w in self.weights],
+            "biases": [b.detach().clone() for b in self.biases],
+            "optimizer": self.optimizer.state_dict(),
+            "generators": [s["generator"].get_state() for s in self.streams],
+            "step": self.step, "active": self.active.clone(), "steps_done": self.steps_done.clone(),
+            "pack_train_s": self.pack_train_s, "pack_eval_s": self.pack_eval_s,
+            "last_loss": list(self.last_loss), "seeds": list(self.seeds),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        shapes = [tuple(w.shape) for w in state["weights"]]
+        if shapes != [tuple(w.shape) for w in self.weights] or state["seeds"] != self.seeds:
+            raise ValueError(f"state of another pack: weights {shapes} and seeds {state['seeds']}")
+        with torch.no_grad():
+            for p, saved in zip((*self.weights, *self.biases), (*state["weights"], *state["biases"]), strict=True):
+                p.copy_(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for stream, gen_state in zip(self.streams, state["generators"], strict=True):
+            stream["generator"].set_state(gen_state.cpu() if self.device.type == "cpu" else gen_state)
+        self.step = state["step"]
+        self.active = state["active"].to(self.device).clone()
+        self.steps_done = state["steps_done"].to(self.device).clone()
+        self._active_host = self.active.tolist()
+        self.pack_train_s, self.pack_eval_s = state["pack_train_s"], state["pack_eval_s"]
+        self.last_loss = list(state["last_loss"])
+
+
+def train(config: Mapping[str, Any], history: list[dict[str, float]] | None = None) -> dict[str, float]:
+    """Train one config to its end, without Ray; returns its final metrics.
+
+    ``config`` may be partial: it is resolved here (``trainables.config.effective``), then trained as a
+    pack of one, evaluated every ``eval_every`` steps as the Tune trainable does (pass a list as
+    ``history`` to collect every evaluation). The result holds every held-out metric the scenario allows,
+    ``train_loss``, ``eval_loss``, ``n_params``, ``train_s``, ``eval_s`` and ``diverged`` (1 when the loss
+    became NaN/inf: the run then stops and is evaluated as it is).
+    """
+    from trainables.config import effective
+
+    pack = Pack([effective(config)])
+    metrics: dict[str, float] = {}
+    while not pack.done:
+        pack.advance(pack.eval_every)
+        metrics = pack.evaluate()[0]
+        if history is not None:
+            history.append(metrics)
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# planning packs (in the driver)
+
+
+def plan_packs(configs: Sequence[Mapping[str, Any]], size: int) -> list[list[int]]:
+    """Split effective ``configs`` into packs of at most ``size``: lists of indices into ``configs``.
+
+    Configs share a pack only under one ``pack_key``; within a key they are ordered by (lr,
+    weight_decay, width, embedding_dim) and cut into the fewest packs of at most ``size``, of sizes that
+    differ by at most one, so a pack pads little, holds few optimiser groups and is no small remainder.
+    Packs come most expensive first (``pack_flops``), so the longest trials do not start last. Indices
+    within a pack keep that order.
+    """
+    if size < 1:
+        raise ValueError(f"pack size must be >= 1, got {size}")
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(pack_key(c), []).append(i)
+    packs = []
+    for members in groups.values():
+        ordered = sorted(members, key=lambda i: (configs[i]["lr"], configs[i]["weight_decay"],
+                                                 configs[i].get("width", 0), configs[i]["embedding_dim"], i))
+        n_packs = -(-len(ordered) // size)
+        bounds = [len(ordered) * j // n_packs for j in range(n_packs + 1)]
+        packs += [ordered[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    cost = {tuple(p): pack_flops([configs[i] for i in p]) for p in packs}
+    return sorted(packs, key=lambda p: (-cost[tuple(p)], p[0]))
+
+
+def pack_flops(configs: Sequence[Mapping[str, Any]]) -> int:
+    """Multiply-adds of one training step of a pack, padded to its widest shapes (for ordering packs):
+    per config, both views (2B rows) through every layer forward and backward (x3), plus the (B, B)
+    similarities over the widest embedding (x3)."""
+    shapes = [_layer_shapes(c) for c in configs]
+    b = configs[0]["batch_size"]
+    widest = [(max(s[l][0] for s in shapes), max(s[l][1] for s in shapes)) for l in range(len(shapes[0]))]
+    return len(configs) * (3 * 2 * b * sum(o * i for o, i in widest) + 3 * b * b * widest[-1][0])
+
+
+def pack_memory_bytes(config: Mapping[str, Any]) -> int:
+    """Estimated device memory of one config of a pack, in bytes (float32, with a 1.5x margin): parameters,
+    gradient, AdamW's moments and temporaries (8 P); a step's activations kept for backward with their
+    gradients (3 x 2B x sum_l (in_l + out_l)); the (B, B) similarities and their gradients (8 B^2); the
+    batch (4 B D); held-out evaluation (2 n_eval (D + max out_l))."""
+    b, n_eval, shapes = config["batch_size"], config["n_eval"], _layer_shapes(config)
+    p, d = sum(o * i + o for o, i in shapes), shapes[0][1]
+    floats = (8 * p + 3 * 2 * b * sum(o + i for o, i in shapes) + 8 * b * b + 4 * b * d
+              + 2 * n_eval * (d + max(o for o, _ in shapes)))
+    return int(1.5 * 4 * floats)
+
+
+def auto_pack_size(config: Mapping[str, Any], device: str | torch.device | None = None) -> int:
+    """How many configs like ``config`` to train in one pack on ``device``.
+
+    CUDA: as many as fit in 70% of the free memory at ``pack_memory_bytes`` each, at most 1024 (beyond
+    that a step is long enough to hide every launch). CPU: packing saves Python and dispatch overhead,
+    not arithmetic, which a few configs already amortise: 16 for small models (batch x weights <= 2^22
+    multiply-adds per view, e.g. a width-32 MLP at batch 256), 8 above, never more than fit in a quarter
+    of the machine's memory.
+    """
+    device = pick_device(str(config.get("device", "auto"))) if device is None else torch.device(device)
+    per_config = pack_memory_bytes(config)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return max(1, min(1024, int(0.7 * free) // per_config))
+    size = 16 if config["batch_size"] * sum(o * i for o, i in _layer_shapes(config)) <= 2**22 else 8
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return size
+    return max(1, min(size, memory // 4 // per_config))

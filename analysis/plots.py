@@ -8,6 +8,7 @@ backend needed to save them, and notebooks still display them.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib import patheffects as pe
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from analysis.phase import OK_STATUS, PhaseDiagram
 
-PANEL_SIZE = (4.5, 4.0)  # inches per panel
-DPI = 100
+PANEL_SIZE = (5.0, 4.2)  # inches per panel
+DPI = 150  # a panel is 750 x 630 px: shown at about its own size in the report (920 px wide)
+FONT = {"label": 11, "title": 11, "tick": 10, "legend": 10}
+# Drawn on the heat map and in its legend alike: white with a black edge shows on dark cells and on white.
+INTERVAL = {"facecolor": (1.0, 1.0, 1.0, 0.45), "edgecolor": "black", "linewidth": 1.0}
+BOUNDARY = {"color": "white", "markeredgecolor": "black", "linewidth": 2.0, "markersize": 7,
+            "path_effects": [pe.Stroke(linewidth=3.5, foreground="black"), pe.Normal()]}
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
@@ -34,9 +41,20 @@ def save_png(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     return path
 
 
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _style(ax: Axes, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel, fontsize=FONT["label"])
+    ax.set_ylabel(ylabel, fontsize=FONT["label"])
+    ax.set_title(title, fontsize=FONT["title"])
+    ax.tick_params(labelsize=FONT["tick"])
+
+
 def _panels(n: int, ax: Axes | Sequence[Axes] | None, extra_width: float = 0.0) -> tuple[Figure, list[Axes]]:
     if ax is None:
-        fig = Figure(figsize=(PANEL_SIZE[0] * n + extra_width, PANEL_SIZE[1]), layout="constrained")
+        fig = _figure(PANEL_SIZE[0] * n + extra_width, PANEL_SIZE[1])
         return fig, list(fig.subplots(1, n, squeeze=False)[0])
     axes = [ax] if isinstance(ax, Axes) else list(ax)
     if len(axes) != n:
@@ -55,7 +73,7 @@ def _aligned(frame: pd.DataFrame, diagram: PhaseDiagram, column: str) -> np.ndar
 
 
 def _title(diagram: PhaseDiagram, value: Any) -> str:
-    side = ">=" if diagram.increasing_ else "<="
+    side = "≥" if diagram.increasing_ else "≤"
     head = f"{diagram.metric} {side} {diagram.threshold:g}"
     return head if not diagram.slice else f"{head}  |  {diagram.slice} = {value}"
 
@@ -65,9 +83,10 @@ def plot_phase_diagram(
     cmap: str = "viridis",
 ) -> Figure:
     """Heat map of the seed-averaged metric over (x, y), one panel per slice, with the fitted
-    boundary (white), its interval (band), censored rows (triangles at the edge they lie beyond)
-    and the theory's boundary (red dashes; ``theory`` from ``analysis.theory.theory_boundaries``)."""
-    fig, axes = _panels(len(diagram.slice_order_), ax, extra_width=1.0)
+    boundary (white), its bootstrap interval (a translucent box per x), censored rows (triangles at
+    the edge they lie beyond) and the theory's boundary (red dashes; ``theory`` from
+    ``analysis.theory.theory_boundaries``)."""
+    fig, axes = _panels(len(diagram.slice_order_), ax, extra_width=1.2)
     grid, t_grid = diagram.y_grid_, diagram.y_coord(diagram.y_grid_)
     n_x, n_y = len(diagram.x_order_), len(grid)
     xs = np.arange(n_x, dtype=float)
@@ -94,40 +113,47 @@ def plot_phase_diagram(
         low, high = pos(_aligned(rows, diagram, "y_low")), pos(_aligned(rows, diagram, "y_high"))
         low = np.where(np.isnan(low) & ~np.isnan(high), -0.5, low)
         high = np.where(np.isnan(high) & ~np.isnan(low), n_y - 0.5, high)
-        band = ~np.isnan(low) & ~np.isnan(high)
-        panel.fill_between(xs, low, high, where=band, color="white", alpha=0.35, linewidth=0, step="mid")
-        panel.plot(xs, crit, "o-", color="white", markeredgecolor="black", linewidth=1.5)
+        for x, lo, hi in zip(xs, low, high, strict=True):
+            if not (np.isnan(lo) or np.isnan(hi)):
+                panel.add_patch(Rectangle((x - 0.2, lo), 0.4, hi - lo, zorder=2, **INTERVAL))
+        panel.plot(xs, crit, "o-", zorder=3, **BOUNDARY)
         censored = _aligned(rows, diagram, "censored")
         for side, y_edge, marker in (("above", n_y - 0.75, "^"), ("below", -0.25, "v")):
             hit = np.array([c == side for c in censored])
             panel.plot(xs[hit], np.full(hit.sum(), y_edge), marker, color="white", markeredgecolor="black",
-                       markersize=9, linestyle="none")
+                       markersize=10, linestyle="none", zorder=3)
         if theory is not None and len(theory):
             mine = _slice_rows(theory, diagram, value)
             predicted = np.clip(pos(_aligned(mine, diagram, "y_theory")), -0.5, n_y - 0.5)
-            panel.plot(xs, predicted, "x--", color="red", linewidth=1.5, markersize=8)
+            panel.plot(xs, predicted, "x--", color="red", linewidth=1.5, markersize=9, zorder=4)
             cens = _aligned(mine, diagram, "censored_theory")
             for side, y_edge, marker in (("above", n_y - 0.75, "^"), ("below", -0.25, "v")):
                 hit = np.array([c == side for c in cens])
                 panel.plot(xs[hit], np.full(hit.sum(), y_edge), marker, markerfacecolor="none",
-                           markeredgecolor="red", markersize=13, markeredgewidth=1.5, linestyle="none")
-        panel.set_xticks(xs, [str(v) for v in diagram.x_order_],
-                         rotation=45 if max(len(str(v)) for v in diagram.x_order_) > 4 else 0, ha="right")
+                           markeredgecolor="red", markersize=14, markeredgewidth=1.5, linestyle="none", zorder=4)
+        long_labels = max(len(str(v)) for v in diagram.x_order_) > 4
+        panel.set_xticks(xs, [str(v) for v in diagram.x_order_], rotation=30 if long_labels else 0,
+                         ha="right" if long_labels else "center")
         panel.set_yticks(np.arange(n_y), [f"{v:g}" for v in grid])
         panel.set_xlim(-0.5, n_x - 0.5)
         panel.set_ylim(-0.5, n_y - 0.5)
-        panel.set_xlabel(diagram.x)
-        panel.set_ylabel(diagram.y)
-        panel.set_title(_title(diagram, value), fontsize=9)
-    handles = [Line2D([], [], marker="o", color="white", markeredgecolor="black", label="fitted boundary"),
-               Patch(color="0.6", alpha=0.5, label=f"{diagram.ci:.0%} interval"),
-               Line2D([], [], marker="^", color="white", markeredgecolor="black", linestyle="none",
-                      label="censored (beyond range)")]
+        _style(panel, diagram.x, diagram.y, _title(diagram, value))
+    # The legend sits on white: the interval's box has the same black edge there as on the heat map.
+    handles = [Line2D([], [], marker="o", label="fitted boundary", **BOUNDARY),
+               Patch(label=f"{diagram.ci:.0%} interval", **INTERVAL),
+               Line2D([], [], marker="^", color="white", markeredgecolor="black", linestyle="none", markersize=10,
+                      label="censored: beyond the range")]
     if theory is not None and len(theory):
-        handles.append(Line2D([], [], marker="x", color="red", linestyle="--", label="theory"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+        handles.append(Line2D([], [], marker="x", color="red", linestyle="--", markersize=9, label="theory"))
+        if theory["censored_theory"].map(lambda c: isinstance(c, str)).any():
+            handles.append(Line2D([], [], marker="^", markerfacecolor="none", markeredgecolor="red", markersize=12,
+                                  markeredgewidth=1.5, linestyle="none", label="theory: beyond the range"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=2 if len(axes) == 1 else min(len(handles), 5),
+               fontsize=FONT["legend"], frameon=False)
     if image is not None:
-        fig.colorbar(image, ax=axes, label=f"{diagram.metric} (seed mean)", shrink=0.9)
+        bar = fig.colorbar(image, ax=axes, shrink=0.9)
+        bar.set_label(f"{diagram.metric} (seed mean)", fontsize=FONT["label"])
+        bar.ax.tick_params(labelsize=FONT["tick"])
     return fig
 
 
@@ -144,13 +170,13 @@ def plot_metric_curves(diagram: PhaseDiagram, *, ax: Axes | Sequence[Axes] | Non
             y, mean, std = (line[c].to_numpy(dtype=float) for c in (diagram.y, "mean", "std"))
             panel.plot(y, mean, "o-", color=color, markersize=3, label=str(x_value))
             panel.fill_between(y, mean - std, mean + std, where=~np.isnan(std), color=color, alpha=0.2, linewidth=0)
-        panel.axhline(diagram.threshold, color="red", linestyle=":", linewidth=1)
+        panel.axhline(diagram.threshold, color="red", linestyle=":", linewidth=1.2,
+                      label=f"threshold {diagram.threshold:g}")
         if diagram.log_y_:
             panel.set_xscale("log", base=2)
-        panel.set_xlabel(diagram.y)
-        panel.set_ylabel(f"{diagram.metric} (mean ± std over seeds)")
-        panel.set_title(_title(diagram, value), fontsize=9)
-    axes[0].legend(title=diagram.x, fontsize=7, title_fontsize=7, loc="best")
+            panel.set_xticks(diagram.y_grid_, [f"{v:g}" for v in diagram.y_grid_])
+        _style(panel, diagram.y, f"{diagram.metric} (mean ± std over seeds)", _title(diagram, value))
+    axes[0].legend(title=diagram.x, fontsize=FONT["legend"], title_fontsize=FONT["legend"], loc="best")
     return fig
 
 
@@ -176,29 +202,39 @@ def plot_loss_vs_accuracy(
         ok = ok[ok["diverged"].fillna(0).astype(float) == 0]
     ok = ok[np.isfinite(ok[loss].astype(float)) & np.isfinite(ok[metric].astype(float))]
     if ax is None:
-        fig = Figure(figsize=(PANEL_SIZE[0] + 1.5, PANEL_SIZE[1]), layout="constrained")
+        fig = _figure(PANEL_SIZE[0] + 1.6, PANEL_SIZE[1])
         ax = fig.subplots()
     else:
         fig = ax.get_figure()
     groups = [(None, ok)] if by is None else list(ok.groupby(by, observed=True, sort=True))
     colors = colormaps["viridis"](np.linspace(0, 0.9, max(2, len(groups))))
     for color, (name, group) in zip(colors, groups, strict=False):
-        ax.scatter(group[loss], group[metric], s=14, color=color, alpha=0.7, label=None if name is None else str(name))
+        ax.scatter(group[loss], group[metric], s=30, color=color, alpha=0.8, label=None if name is None else str(name))
     rho = ok[loss].rank().corr(ok[metric].rank()) if len(ok) > 2 else math.nan
-    ax.set_xlabel(f"{loss} (final contrastive loss)")
-    ax.set_ylabel(metric)
-    ax.set_title(f"loss vs {metric} across {by or 'trials'}  (Spearman ρ = {rho:.2f})", fontsize=9)
+    _style(ax, f"{loss} (final contrastive loss)", metric,
+           f"loss vs {metric} across {by or 'trials'} (Spearman ρ = {rho:.2f})")
     if by is not None:
-        ax.legend(title=by, fontsize=7, title_fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.legend(title=by, fontsize=FONT["legend"], title_fontsize=FONT["legend"], loc="center left",
+                  bbox_to_anchor=(1.0, 0.5))
     return fig
 
 
+def _row_label(row: dict[str, Any], diagram: PhaseDiagram) -> str:
+    if not diagram.slice:
+        return str(row[diagram.x])
+    value = row[diagram.slice]
+    value = f"{value:g}" if isinstance(value, numbers.Real) and not isinstance(value, bool) else str(value)
+    return f"{row[diagram.x]}, {diagram.slice} {value}"
+
+
 def plot_agreement(table: pd.DataFrame, diagram: PhaseDiagram, *, ax: Axes | None = None) -> Figure:
-    """Fitted against predicted boundary (``table`` from ``analysis.agreement.compare``), on the y
-    axis's scale, with the fitted interval, the diagonal and a one-grid-step band. Censored values
-    sit beyond the range's edges (triangles); green agrees, red does not."""
+    """Fitted against predicted boundary (``table``: ``analysis.agreement.compare``'s columns, ``agree``
+    as the report decides it), on the y axis's scale: one point per row, labelled with its x (and
+    slice), its fitted interval as a vertical bar through it, and the diagonal. A row agrees when its
+    bar crosses the diagonal; censored values sit beyond the range's edges (triangles); green
+    agrees, red does not."""
     if ax is None:
-        fig = Figure(figsize=PANEL_SIZE, layout="constrained")
+        fig = _figure(PANEL_SIZE[0] + 0.6, PANEL_SIZE[1] + 1.0)
         ax = fig.subplots()
     else:
         fig = ax.get_figure()
@@ -216,34 +252,42 @@ def plot_agreement(table: pd.DataFrame, diagram: PhaseDiagram, *, ax: Axes | Non
             return math.nan
         return float(np.clip(diagram.y_coord(value), lo, hi))
 
+    labels: dict[tuple[float, float], list[str]] = {}
     for row in rows.to_dict("records"):
         tx = coord(row["y_theory"], row["censored_theory"])
         ty = coord(row["y_critical"], row["censored"])
         color = "tab:green" if row["agree"] else "tab:red"
         marker = "^" if isinstance(row["censored"], str) or isinstance(row["censored_theory"], str) else "o"
-        if not isinstance(row["censored"], str) and not math.isnan(ty):
+        if not isinstance(row["censored"], str) and not (pd.isna(row["y_low"]) and pd.isna(row["y_high"])):
             low = lo if pd.isna(row["y_low"]) else float(diagram.y_coord(row["y_low"]))
             high = hi if pd.isna(row["y_high"]) else float(diagram.y_coord(row["y_high"]))
-            if not (pd.isna(row["y_low"]) and pd.isna(row["y_high"])):
-                ax.plot([tx, tx], [low, high], color=color, alpha=0.5, linewidth=2)
-        ax.plot(tx, ty, marker, color=color, markersize=7)
+            ax.plot([tx, tx], [low, high], color=color, alpha=0.45, linewidth=5, solid_capstyle="butt")
+        ax.plot(tx, ty, marker, color=color, markersize=9, markeredgecolor="black", markeredgewidth=0.6)
+        if not (math.isnan(tx) or math.isnan(ty)):
+            labels.setdefault((round(tx, 6), round(ty, 6)), []).append(_row_label(row, diagram))
+    for (tx, ty), names in labels.items():  # rows on the same point share one label
+        ax.annotate("\n".join(names), (tx, ty), xytext=(8, 0), textcoords="offset points", va="center",
+                    fontsize=FONT["tick"] - 1, clip_on=False)
     diagonal = np.array([lo, hi])
     ax.plot(diagonal, diagonal, color="black", linewidth=1)
-    ax.fill_between(diagonal, diagonal - step, diagonal + step, color="0.5", alpha=0.15, linewidth=0)
     for edge in (t_grid[0], t_grid[-1]):
         ax.axhline(edge, color="0.7", linestyle=":", linewidth=0.8)
         ax.axvline(edge, color="0.7", linestyle=":", linewidth=0.8)
     ticks = t_grid if len(t_grid) <= 10 else t_grid[:: int(math.ceil(len(t_grid) / 10))]
-    labels = [f"{2**t:g}" if diagram.log_y_ else f"{t:g}" for t in ticks]
-    ax.set_xticks(ticks, labels)
-    ax.set_yticks(ticks, labels)
-    ax.set_xlim(lo - step / 2, hi + step / 2)
+    tick_labels = [f"{2**t:g}" if diagram.log_y_ else f"{t:g}" for t in ticks]
+    edges = [lo, *ticks, hi]
+    edge_labels = [f"< {tick_labels[0]}", *tick_labels, f"> {tick_labels[-1]}"]
+    ax.set_xticks(edges, edge_labels)
+    ax.set_yticks(edges, edge_labels)
+    ax.set_xlim(lo - step / 2, hi + step * 1.5)  # room for the labels right of the points
     ax.set_ylim(lo - step / 2, hi + step / 2)
-    ax.set_xlabel(f"predicted critical {diagram.y}")
-    ax.set_ylabel(f"fitted critical {diagram.y}")
     n, k = len(rows), int(rows["agree"].astype(bool).sum()) if len(rows) else 0
-    deltas = table["delta"].dropna()
-    ratio = f", mean log2 ratio {deltas.mean():+.2f}" if diagram.log_y_ and len(deltas) else ""
-    ax.set_title(f"fitted vs theory: {k}/{n} rows agree{ratio}" if n else "no theory prediction for this diagram",
-                 fontsize=9)
+    title = f"fitted vs theory: {k} of {n} rows agree" if n else "no theory prediction for this diagram"
+    _style(ax, f"predicted critical {diagram.y}", f"fitted critical {diagram.y}", title)
+    handles = [Line2D([], [], marker="o", color="tab:green", linestyle="none", label="agrees"),
+               Line2D([], [], marker="o", color="tab:red", linestyle="none", label="does not agree"),
+               Line2D([], [], color="0.5", alpha=0.45, linewidth=5, label=f"fitted {diagram.ci:.0%} interval"),
+               Line2D([], [], color="black", linewidth=1, label="fitted = theory"),
+               Line2D([], [], marker="^", color="0.4", linestyle="none", label="censored: beyond the range")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=FONT["legend"] - 1, frameon=False)
     return fig

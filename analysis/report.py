@@ -3,11 +3,22 @@
 Writes ``<study_dir>/phase/``: ``phase_diagram.png``, ``metric_curves.png``,
 ``loss_vs_accuracy.png`` (when the table has ``train_loss``), ``theory_agreement.png`` (when the
 theory predicts something for the diagram), ``summary.json`` and a self-contained
-``report.html`` (figures embedded), then logs the folder as artifacts (under ``phase/``) of the
-study's MLflow parent run: the newest run of experiment = study name tagged
-``clphase.role = parent`` whose ``clphase.study_dir`` is this study dir, else the newest parent
-run of the experiment. Axis, metric and threshold default to the ``analysis:`` block of the
-study's ``spec.yaml``; arguments override it.
+``report.html`` (figures embedded) that opens with the spec's question and expectation and the
+verdict. Then it writes the answer on the study's MLflow parent run (the newest run of experiment
+= study name tagged ``clphase.role = parent`` whose ``clphase.study_dir`` is this study dir, else
+the newest parent run of the experiment): question, expectation and verdict as its description,
+the axes and threshold as params, one metric per boundary row (``y_critical/<row>``, ``y_low/``,
+``y_high/``, ``censored/``: 1 above the range, -1 below, 0 inside), ``theory_agreement`` (the
+fraction of rows that agree) and the trial counts; and logs the folder as artifacts under
+``phase/``. Axis, metric and threshold default to the ``analysis:`` block of the study's
+``spec.yaml``; arguments override it (an analysis whose choices differ from those the parent run
+already holds is written to disk only: MLflow params cannot change).
+
+Agreement with the theory, as this report counts it: a row agrees when the theory's value lies in
+the row's bootstrap interval, or when both put the boundary beyond the same end of the range.
+The interval is half-open, ``(y_low, y_high]``: ``y_low`` is a grid point where the metric has not
+yet crossed the threshold in the bootstrap replicates, ``y_high`` one where it has, so a boundary
+at ``y_low`` itself is ruled out by the data. A row without an interval (one seed) does not agree.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import html
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -44,8 +56,8 @@ PHASE_DIR = "phase"
 _REQUIRED = ("x", "y", "metric", "threshold")
 _NO_SLICE = ("", "none", "None")
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-_TABLE_COLUMNS = ["y_critical", "y_low", "y_high", "censored", "n_seeds", "n_used", "n_trials",
-                  "n_cells_missing", "monotone", "y_smooth", "y_theory", "censored_theory", "agree", "note"]
+_ANSWER_PARAMS = ("x", "y", "metric", "threshold", "slice")
+_MAX_DESCRIPTION = 7500  # MLflow keeps tag values up to 8000 characters
 
 
 def _jsonable(value: Any) -> Any:
@@ -140,10 +152,106 @@ def _study_tracking_uri(study_dir: str | Path) -> str | None:
         return None
 
 
-def _log_artifacts(run_id: str, folder: Path, tracking_uri: str | None) -> None:
-    from mlflow import MlflowClient
+# --- agreement and the verdict ------------------------------------------------------------------
+def _side(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
-    MlflowClient(tracking_uri).log_artifacts(run_id, str(folder), artifact_path=PHASE_DIR)
+
+def _finite(value: Any) -> bool:
+    return value is not None and not pd.isna(value) and math.isfinite(float(value))
+
+
+def agreement(table: pd.DataFrame) -> tuple[list[bool | None], list[str]]:
+    """The report's rule (see the module docstring), per row of ``compare``'s table: True/False, None
+    without a prediction; and why, in words."""
+    verdicts: list[bool | None] = []
+    reasons: list[str] = []
+    for row in table.to_dict("records"):
+        fitted, theory = _side(row["censored"]), _side(row["censored_theory"])
+        if theory is None and not _finite(row["y_theory"]):
+            verdicts.append(None)
+            reasons.append("no prediction")
+        elif fitted or theory:
+            verdicts.append(fitted == theory)
+            fitted_text = {"above": f"beyond {_fmt(row.get('y_bound'))}", "below": f"below {_fmt(row.get('y_bound'))}"}
+            reasons.append(f"theory {_theory_text(row)}, fitted {fitted_text.get(fitted, _fmt(row['y_critical']))}")
+        elif not (_finite(row["y_low"]) or _finite(row["y_high"])):
+            verdicts.append(False)
+            reasons.append(f"no interval (one seed): fitted {_fmt(row['y_critical'])}, theory {_theory_text(row)}")
+        else:
+            low = float(row["y_low"]) if _finite(row["y_low"]) else -math.inf
+            high = float(row["y_high"]) if _finite(row["y_high"]) else math.inf
+            verdicts.append(bool(low < float(row["y_theory"]) <= high))
+            reasons.append(f"theory {_theory_text(row)}, fitted {_fmt(row['y_critical'])} in {_interval_text(row)}")
+    return verdicts, reasons
+
+
+def _fmt(value: Any) -> str:
+    return "—" if not _finite(value) else f"{float(value):.3g}"
+
+
+def _interval_text(row: dict[str, Any]) -> str:
+    if not (_finite(row["y_low"]) or _finite(row["y_high"])):
+        return "—"
+    low = _fmt(row["y_low"]) if _finite(row["y_low"]) else "−∞"
+    high = _fmt(row["y_high"]) if _finite(row["y_high"]) else "∞"
+    return f"({low}, {high}]"
+
+
+def _boundary_text(row: dict[str, Any]) -> str:
+    side = _side(row["censored"])
+    if side == "above":
+        return f"> {_fmt(row.get('y_bound'))} (not reached)"
+    if side == "below":
+        return f"≤ {_fmt(row.get('y_bound'))} (past it everywhere)"
+    return _fmt(row["y_critical"])
+
+
+def _theory_text(row: dict[str, Any]) -> str:
+    side = _side(row.get("censored_theory"))
+    if side == "above":
+        return "never reached"
+    if side == "below":
+        return "reached everywhere"
+    return _fmt(row.get("y_theory"))
+
+
+def _row_name(row: dict[str, Any], keys: list[str]) -> str:
+    return ", ".join([str(row[keys[0]])] + [f"{k} {_value(row[k])}" for k in keys[1:]])
+
+
+def _value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _metric_label(row: dict[str, Any], keys: list[str]) -> str:
+    """A row as part of an MLflow metric key (letters, digits, ``_ - . space`` only)."""
+    return re.sub(r"[^\w.\- ]", "_", " ".join([str(row[keys[0]])] + [f"{k} {_value(row[k])}" for k in keys[1:]]))
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """One paragraph: how many rows agree with the theory (and which do not), the qualitative claims."""
+    agreement_ = summary["theory"]["agreement"]
+    n, k = agreement_["n_predicted"], agreement_["n_agree"]
+    if not n:
+        text = "The theory makes no quantitative prediction for this diagram."
+    else:
+        head = ("The data agree with the theory" if k == n else
+                "The data do not agree with the theory" if k == 0 else "The data partly agree with the theory")
+        text = f"{head}: {k} of {n} rows ({k / n:.0%}) have the predicted boundary inside their " \
+               f"{summary['diagram']['ci']:.0%} interval (or beyond the same end of the range)."
+        disagree = summary["theory"]["disagree"]
+        if disagree:
+            text += " Not agreeing: " + "; ".join(f"{d['row']} ({d['reason']})" for d in disagree) + "."
+        ratio = agreement_.get("mean_log2_ratio")
+        if ratio is not None:
+            text += (f" Where both are values, the fitted boundary is {2 ** ratio:.2g} times the predicted one on "
+                     f"average (mean log2 ratio {ratio:+.2f}).")
+    claims = summary["theory"]["expectations"]
+    if claims:
+        held = sum(1 for c in claims if c["holds"])
+        text += f" Qualitative claims: {held} of {len(claims)} hold."
+    return text
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -155,9 +263,8 @@ def _figures(diagram: PhaseDiagram, trials: pd.DataFrame, predicted: pd.DataFram
                                       folder / "phase_diagram.png").name
     files["metric_curves"] = save_png(plot_metric_curves(diagram), folder / "metric_curves.png").name
     if "train_loss" in trials.columns:
-        downstream = "probe_acc" if "probe_acc" in trials.columns else diagram.metric
         by = diagram.x if diagram.x in ("capacity", "encoder") else "capacity"
-        files["loss_vs_accuracy"] = save_png(plot_loss_vs_accuracy(trials, metric=downstream, by=by),
+        files["loss_vs_accuracy"] = save_png(plot_loss_vs_accuracy(trials, metric=diagram.metric, by=by),
                                              folder / "loss_vs_accuracy.png").name
     else:
         notes.append("no train_loss column: loss-vs-accuracy figure skipped")
@@ -168,57 +275,190 @@ def _figures(diagram: PhaseDiagram, trials: pd.DataFrame, predicted: pd.DataFram
     return files, notes
 
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-code{background:#f6f6f6;padding:0 3px}.ok{color:#1a7f37}.bad{color:#c62828}"""
+# Fits a 1024-px window and MLflow's artifact preview (about 800 px): nothing has a fixed width.
+_CSS = """*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;font-size:16px;line-height:1.45;max-width:920px;margin:1.5em auto;
+padding:0 16px;color:#222}
+h1{font-size:1.6em;margin:.2em 0 .6em}h2{font-size:1.25em;margin:1.6em 0 .4em}
+p,li{overflow-wrap:anywhere}
+.answer{border-left:4px solid #888;background:#f7f7f7;padding:.6em 1em;margin:1em 0}
+.answer.ok{border-color:#1a7f37}.answer.bad{border-color:#c62828}.answer.part{border-color:#b7791f}
+table{border-collapse:collapse;font-size:14px;max-width:100%}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+img{display:block;max-width:100%;height:auto;border:1px solid #eee;margin:.5em 0}
+code{background:#f6f6f6;padding:0 3px;overflow-wrap:anywhere}
+.ok{color:#1a7f37}.bad{color:#c62828}.muted{color:#666;font-size:14px}"""
 
 _CAPTIONS = {
-    "phase_diagram": "Seed-mean metric over (x, y); white: fitted boundary and interval; triangles: censored "
-                     "rows (boundary beyond that edge); red: theory.",
-    "metric_curves": "Metric against y per x, mean ± std over seeds; dotted: threshold.",
-    "loss_vs_accuracy": "Final contrastive loss against downstream accuracy, per encoder capacity.",
-    "theory_agreement": "Fitted against predicted boundary; band: one grid step; green agrees.",
+    "phase_diagram": "Seed-mean metric over the plane. White dots: the fitted boundary of each row; translucent "
+                     "box: its bootstrap interval; white triangles: rows whose boundary lies beyond that edge of the "
+                     "range (censored); red crosses and dashes: the theory's boundary (red open triangles: beyond "
+                     "the range).",
+    "theory_agreement": "Each row's fitted boundary against the theory's, labelled with its row. The bar is "
+                        "the fitted interval (a, b]: a row agrees when its bar crosses the diagonal (touching it "
+                        "at a is not enough: the metric had not crossed there), or when both sit beyond the same "
+                        "end of the range (triangles in a corner).",
+    "metric_curves": "The metric along the boundary's axis, one line per row: seed mean, band ± one standard "
+                     "deviation over seeds; red dots: the threshold.",
+    "loss_vs_accuracy": "Final contrastive loss against the study's metric, one colour per encoder capacity: a lower "
+                        "loss need not mean a better metric across function classes (Saunshi et al. 2022).",
 }
+_FIGURE_ORDER = ("phase_diagram", "theory_agreement", "metric_curves", "loss_vs_accuracy")
+
+
+def _boundary_table(table: pd.DataFrame, keys: list[str], d: dict[str, Any]) -> str:
+    """The boundaries as a narrow HTML table: one row per (x, slice), text cells, no Python reprs."""
+    esc = html.escape
+    has_theory = bool(table["agree"].notna().any())
+    head = [*keys, f"critical {d['y']}", f"{d['ci']:.0%} interval", "seeds", "trials used"]
+    head += ["theory", "agrees"] if has_theory else []
+    body = []
+    for row in table.to_dict("records"):
+        cells = [_value(row[k]) for k in keys]
+        cells += [_boundary_text(row), _interval_text(row), str(row["n_seeds"]), f"{row['n_used']}/{row['n_trials']}"]
+        if has_theory:
+            mark = {True: "<span class='ok'>yes</span>", False: "<span class='bad'>no</span>"}.get(row["agree"], "—")
+            cells += [esc(_theory_text(row)), mark]
+            body.append("<tr>" + "".join(f"<td>{c if i == len(cells) - 1 else esc(c)}</td>"
+                                         for i, c in enumerate(cells)) + "</tr>")
+        else:
+            body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+    return ("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join(body) + "</tbody></table>")
+
+
+def _answer_class(agreement_: dict[str, Any]) -> str:
+    n, k = agreement_["n_predicted"], agreement_["n_agree"]
+    return "" if not n else "ok" if k == n else "bad" if k == 0 else "part"
 
 
 def _html(summary: dict[str, Any], table: pd.DataFrame, keys: list[str], folder: Path) -> str:
     esc = html.escape
     d = summary["diagram"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Phase diagram: {esc(summary['study'])}</title>"
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>Phase diagram: {esc(summary['study'])}</h1>",
-             f"<p>Source <code>{esc(summary['source'])}</code>, {summary['n_trials']} trials "
-             f"({summary['n_used']} used), analysed {esc(summary['created'])}.</p>",
-             f"<p>Boundary of <b>{esc(d['metric'])} {'&ge;' if d['increasing'] else '&le;'} {d['threshold']:g}</b> "
-             f"along <b>{esc(d['y'])}</b>, per <b>{esc(d['x'])}</b>"
-             + (f" and <b>{esc(d['slice'])}</b>" if d["slice"] else "")
-             + f"; {d['ci']:.0%} intervals from {d['n_boot']} bootstrap resamples of the seeds.</p>"]
-    notes = summary["notes"]
-    if notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
-    agreement = summary["theory"]["agreement"]
-    if agreement["n_predicted"]:
-        ratio = agreement.get("mean_log2_ratio")
-        parts.append(
-            f"<h2>Theory</h2><p>{agreement['n_agree']} of {agreement['n_predicted']} rows agree with the prediction"
-            + (f"; mean log2(fitted / predicted) = {ratio:+.2f}" if ratio is not None else "") + ".</p>"
-            + "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in summary["theory"]["notes"]) + "</ul>")
-    if summary["theory"]["expectations"]:
-        parts.append("<h3>Qualitative claims</h3><ul>" + "".join(
+    spec = summary["spec"]
+    side = "&ge;" if d["increasing"] else "&le;"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>{esc(summary['study'])}: phase diagram</title><style>{_CSS}</style></head><body>",
+             f"<h1>{esc(summary['study'])}: phase diagram</h1>",
+             f"<div class='answer {_answer_class(summary['theory']['agreement'])}'>"]
+    if spec.get("question"):
+        parts.append(f"<p><b>Question.</b> {esc(spec['question'])}</p>")
+    if spec.get("expect"):
+        parts.append(f"<p><b>Expectation.</b> {esc(spec['expect'])}</p>")
+    parts.append(f"<p><b>Verdict.</b> {esc(summary['verdict'])}</p></div>")
+    parts.append(f"<p>Boundary of <b>{esc(d['metric'])} {side} {d['threshold']:g}</b> along <b>{esc(d['y'])}</b>, "
+                 f"one per <b>{esc(d['x'])}</b>" + (f" and <b>{esc(d['slice'])}</b>" if d["slice"] else "")
+                 + f"; {d['ci']:.0%} intervals from {d['n_boot']} bootstrap resamples of the seeds. "
+                 f"{summary['n_trials']} trials, {summary['n_used']} used.</p>")
+    files = summary["files"]["figures"]
+    for name in [n for n in _FIGURE_ORDER if n in files] + [n for n in files if n not in _FIGURE_ORDER]:
+        data = base64.b64encode((folder / files[name]).read_bytes()).decode("ascii")
+        parts.append(f"<h2>{esc(name.replace('_', ' ').capitalize())}</h2>"
+                     f"<img alt='{esc(name)}' src='data:image/png;base64,{data}'>"
+                     f"<p class='muted'>{esc(_CAPTIONS.get(name, ''))}</p>")
+        if name == "phase_diagram":
+            parts.append("<h2>Boundaries</h2>" + _boundary_table(table, keys, d)
+                         + "<p class='muted'>An interval (a, b] says the metric has not crossed the threshold at "
+                         f"{esc(d['y'])} = a and has at b (in {d['ci']:.0%} of the resamples).</p>")
+            row_notes = [f"{_row_name(r, keys)}: {r['note']}" for r in table.to_dict("records") if r.get("note")]
+            if row_notes:
+                parts.append("<ul class='muted'>" + "".join(f"<li>{esc(n)}</li>" for n in row_notes) + "</ul>")
+    theory = summary["theory"]
+    if theory["notes"] or theory["expectations"]:
+        parts.append("<h2>Theory</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in theory["notes"]) + "".join(
             f"<li class='{'ok' if e['holds'] else 'bad'}'>{esc(e['claim'])}: "
             f"{'holds' if e['holds'] else ('cannot tell' if e['holds'] is None else 'does not hold')} "
-            f"({esc(e['detail'])})</li>" for e in summary["theory"]["expectations"]) + "</ul>")
-    for name, file in summary["files"]["figures"].items():
-        data = base64.b64encode((folder / file).read_bytes()).decode("ascii")
-        parts.append(f"<h2>{esc(name.replace('_', ' '))}</h2><p>{esc(_CAPTIONS.get(name, ''))}</p>"
-                     f"<img alt='{esc(name)}' src='data:image/png;base64,{data}'>")
-    shown = table[keys + [c for c in _TABLE_COLUMNS if c in table.columns]]
-    parts.append("<h2>Boundaries</h2>" + shown.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.3g}",
-                                                        escape=True))
-    mlflow_info = summary["mlflow"]
-    parts.append(f"<h2>MLflow</h2><p>{esc(str(mlflow_info.get('message', '')))}</p></body></html>")
+            f"({esc(e['detail'])})</li>" for e in theory["expectations"]) + "</ul>")
+    if summary["notes"]:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in summary["notes"]) + "</ul>")
+    parts.append(f"<h2>Source</h2><p class='muted'><code>{esc(summary['source'])}</code>, analysed "
+                 f"{esc(summary['created'])}. MLflow: {esc(str(summary['mlflow'].get('message', '')))}</p>"
+                 "</body></html>")
     return "\n".join(parts)
+
+
+# --- the answer on the MLflow parent run ----------------------------------------------------------
+def _description(summary: dict[str, Any], table: pd.DataFrame, keys: list[str]) -> str:
+    """Markdown: verdict (first, so that MLflow's collapsed description shows it), question, expectation,
+    the boundaries as a table, where the report is."""
+    d, spec = summary["diagram"], summary["spec"]
+    side = "≥" if d["increasing"] else "≤"
+    head = [f"**Verdict.** {summary['verdict']}",
+            f"**Question.** {spec['question']}" if spec.get("question") else "",
+            f"**Expectation.** {spec['expect']}" if spec.get("expect") else "",
+            f"Boundary of `{d['metric']} {side} {d['threshold']:g}` along `{d['y']}`, per `{d['x']}`"
+            + (f" and `{d['slice']}`" if d["slice"] else "") + f" ({d['ci']:.0%} bootstrap intervals):"]
+    has_theory = bool(table["agree"].notna().any())
+    columns = [*keys, f"critical {d['y']}", "interval"] + (["theory", "agrees"] if has_theory else [])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    tail = "Plots and the full report: artifacts `phase/report.html` and `phase/*.png`."
+    text = "\n\n".join(p for p in head if p)
+    for row in table.to_dict("records"):
+        cells = [_value(row[k]) for k in keys] + [_boundary_text(row), _interval_text(row)]
+        if has_theory:
+            cells += [_theory_text(row), {True: "yes", False: "no"}.get(row["agree"], "—")]
+        line = "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
+        if len(text) + sum(map(len, lines)) + len(line) + len(tail) + 100 > _MAX_DESCRIPTION:
+            lines.append(f"| … {len(table)} rows in all: see the report | " + " |" * (len(columns) - 1))
+            break
+        lines.append(line)
+    return text + "\n\n" + "\n".join(lines) + "\n\n" + tail
+
+
+def _answer(summary: dict[str, Any], table: pd.DataFrame, trials: pd.DataFrame, keys: list[str]
+            ) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
+    """(params, metrics, tags) of the parent run's answer."""
+    d = summary["diagram"]
+    params = {k: _value(d[k]) for k in _ANSWER_PARAMS if d.get(k) is not None}
+    metrics: dict[str, float] = {}
+    for row in table.to_dict("records"):
+        label = _metric_label(row, keys)
+        for column in ("y_critical", "y_low", "y_high"):
+            if _finite(row[column]):
+                metrics[f"{column}/{label}"] = float(f"{float(row[column]):.4g}")  # an interpolation: 4 digits
+        metrics[f"censored/{label}"] = {"above": 1.0, "below": -1.0}.get(_side(row["censored"]), 0.0)
+    agreement_ = summary["theory"]["agreement"]
+    if agreement_["n_predicted"]:
+        metrics["theory_agreement"] = round(float(agreement_["fraction_agree"]), 4)
+        metrics["theory_rows_agree"] = float(agreement_["n_agree"])
+        metrics["theory_rows_predicted"] = float(agreement_["n_predicted"])
+    status = trials["status"] if "status" in trials.columns else pd.Series("TERMINATED", index=trials.index)
+    diverged = trials["diverged"].fillna(0).astype(float) > 0 if "diverged" in trials.columns else status.isna()
+    metrics.update(trials_total=float(len(trials)), trials_done=float((status == "TERMINATED").sum()),
+                   trials_failed=float((status == "ERROR").sum()), trials_diverged=float(diverged.sum()))
+    n, k = agreement_["n_predicted"], agreement_["n_agree"]
+    short = f"{k} of {n} rows agree with the theory" if n else "no quantitative prediction"
+    tags = {"mlflow.note.content": _description(summary, table, keys), "verdict": short}
+    return params, metrics, tags
+
+
+def _log_answer(run_id: str, summary: dict[str, Any], table: pd.DataFrame, trials: pd.DataFrame,
+                keys: list[str], folder: Path, tracking_uri: str | None) -> str:
+    """Write the answer and the files to the parent run; returns what was done. An analysis whose params
+    differ from those the run holds changes nothing there (MLflow params are written once)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient(tracking_uri)
+    params, metrics, tags = _answer(summary, table, trials, keys)
+    held = client.get_run(run_id).data.params
+    clash = {k: (held[k], v) for k, v in params.items() if k in held and held[k] != v}
+    clash.update({k: (held[k], None) for k in _ANSWER_PARAMS if k in held and k not in params})
+    if clash:
+        was = ", ".join(f"{k}={old}" + (f" (now {new})" if new is not None else " (now none)")
+                        for k, (old, new) in clash.items())
+        return (f"not logged: parent run {run_id} holds the answer of another analysis ({was}); this report "
+                f"is on disk only. Analyse with the spec's choices to update MLflow, or pass --no-mlflow")
+    now = int(time.time() * 1000)
+    batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items() if k not in held],
+                     metrics=batch[:900], tags=[RunTag(k, v) for k, v in tags.items()])
+    for i in range(900, len(batch), 1000):  # MLflow takes at most 1000 items per batch
+        client.log_batch(run_id, metrics=batch[i:i + 1000])
+    client.log_artifacts(run_id, str(folder), artifact_path=PHASE_DIR)
+    return f"answer (description, {len(params)} params, {len(metrics)} metrics) and {PHASE_DIR}/ logged to"
 
 
 def analyze(
@@ -259,7 +499,17 @@ def analyze(
     keys = [diagram.x] + ([diagram.slice] if diagram.slice else [])
     predicted = theory_boundaries(diagram, trials)
     table = compare(diagram, predicted)
+    # the report's rule replaces compare()'s (which also accepts one grid step off, and a censored row
+    # whose prediction is near the edge): see the module docstring
+    verdicts, reasons = agreement(table)
+    table["agree"] = pd.Series(verdicts, index=table.index, dtype=object)
+    table["within_ci"] = [bool(v) and _side(r) is None for v, r in zip(verdicts, table["censored"], strict=True)]
+    table["agree_reason"] = reasons
     claims = expectations(trials)
+    from study.tracking import spec_head
+
+    spec_path = study_dir / "spec.yaml"
+    spec = spec_head(spec_path.read_text()) if spec_path.exists() else {}
 
     folder = Path(out_dir) if out_dir else study_dir / PHASE_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -286,10 +536,13 @@ def analyze(
         "n_used": int(diagram.boundary_["n_used"].sum()),
         "excluded": diagram.excluded_,
         "notes": diagram.notes_ + figure_notes,
+        "spec": spec,
         "boundary": _records(table[keys + [c for c in diagram.boundary_.columns if c not in keys]
-                                   + ["y_theory", "censored_theory", "agree", "within_ci", "delta"]]),
+                                   + ["y_theory", "censored_theory", "agree", "within_ci", "delta", "agree_reason"]]),
         "theory": {
             "agreement": summarise(table, log_y=diagram.log_y_),
+            "disagree": [{"row": _row_name(r, keys), "reason": r["agree_reason"]}
+                         for r in table.to_dict("records") if r["agree"] is False],
             "notes": sorted({n for n in predicted["theory_note"] if n}),
             "expectations": claims,
         },
@@ -297,16 +550,18 @@ def analyze(
         "mlflow": {"tracking_uri": tracking_uri, "parent_run_id": run_id, "logged": False, "message": message},
     }
     summary = _jsonable(summary)
+    summary["verdict"] = verdict(summary)
     summary_path = folder / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2))
     (folder / "report.html").write_text(_html(summary, table, keys, folder), encoding="utf-8")
     if run_id is not None:
         try:
-            _log_artifacts(run_id, folder, tracking_uri)
-            summary["mlflow"].update(logged=True, message=f"logged {PHASE_DIR}/ to {message}")
+            done = _log_answer(run_id, summary, table, trials, keys, folder, tracking_uri)
+            logged = not done.startswith("not logged")
+            summary["mlflow"].update(logged=logged, message=f"{done} {message}" if logged else done)
         except Exception as err:  # any failure of the upload is reported, not raised
             summary["mlflow"]["message"] = f"logging to run {run_id} failed ({type(err).__name__}: {err})"
-            summary_path.write_text(json.dumps(summary, indent=2))
+        summary_path.write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -359,6 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     agreement = summary["theory"]["agreement"]
     print(f"{summary['study']}: {len(boundary)} boundaries ({n_censored} censored) of {summary['diagram']['metric']}"
           f" along {summary['diagram']['y']}; report: {folder / 'report.html'}")
+    print(f"verdict: {summary['verdict']}")
     if agreement["n_predicted"]:
         print(f"theory: {agreement['n_agree']}/{agreement['n_predicted']} rows agree")
     for note in summary["notes"]:

@@ -18,7 +18,10 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressLine:
-    """``trials done/total, running, failed, best objective, elapsed, ETA`` on one line.
+    """``configs done/total, running, failed, best objective, elapsed, ETA`` on one line.
+
+    Every count is of configs (a pack of K configs running is K running), the unit of ``total``;
+    ``running`` is what the last scheduler step saw, so it is capped by what is left to do.
 
     On a terminal the line is redrawn in place; elsewhere (CI, a log file) it is printed
     when a trial ends and at most every ``every_s`` seconds otherwise.
@@ -55,8 +58,9 @@ class ProgressLine:
         remaining = self.total - finished - self.already_done
         eta = elapsed / finished * remaining if finished else math.inf
         best = "-" if math.isnan(self.best) else f"{self.best:.4g}"
-        return (f"[{self.study}] {finished + self.already_done}/{self.total} trials done · "
-                f"{self.running} running · {self.failed} failed · best {self.metric} {best} · "
+        running = max(0, min(self.running, remaining))
+        return (f"[{self.study}] {finished + self.already_done}/{self.total} configs done · "
+                f"{running} running · {self.failed} failed · best {self.metric} {best} · "
                 f"{_clock(elapsed)} elapsed · ETA {_clock(eta if remaining > 0 else 0)}")
 
     def show(self, force: bool = False) -> None:

@@ -1,26 +1,32 @@
 """MLflow mirror of a study, written by the driver only.
 
-One experiment per study; one parent run per study (a resumed study continues it); one
-child run per trial (tags ``mlflow.parentRunId`` and ``trial_id``; params = config; every
-reported metric with its step; FINISHED or FAILED). Parquet is the source of truth: when
-the tracking store cannot be reached mid-study, the mirror keeps going without it and
+One experiment per study, tagged as model training so that MLflow's UI opens on its runs; one
+parent run per study (a resumed study continues it) whose description is the spec's question and
+expectation (``clphase analyze`` adds the answer: boundaries, theory agreement, trial counts); one
+child run per config (tags ``mlflow.parentRunId``, ``trial_id``, ``capacity`` and ``cell``; params =
+config and ``capacity``; every reported metric at its step, ``step`` itself being MLflow's step;
+FINISHED or FAILED), named by what varies in the study (``mlp-32x2 d=8 s0``). Parquet is the source
+of truth: when the tracking store cannot be reached mid-study, the mirror keeps going without it and
 ``sync`` writes what is missing once the store answers again, or on ``--resume``.
 """
 
 from __future__ import annotations
 
 import logging
+import numbers
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from study.records import StudyRecords
+if TYPE_CHECKING:
+    from study.records import StudyRecords
 
 # A server that does not answer should fail fast, not after minutes of retries.
 _HTTP_DEFAULTS = {
@@ -30,6 +36,70 @@ _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
 _PARAM_BATCH = 100  # MLflow's limit of params per log_batch
+# MLflow 3 opens an experiment on its GenAI overview (traces) unless the experiment says it holds model runs.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+DESCRIPTION_TAG = "mlflow.note.content"  # what the UI shows as a run's description
+_CAPACITY_KEYS = ("encoder", "width", "depth", "hidden")  # what analysis.load.capacity_of labels
+# How a run name writes a key: short, so that what varies is visible in the UI's truncated names and legends.
+SHORT_NAMES = {"embedding_dim": "d", "aug_noise": "noise", "temperature": "tau", "n_invariant": "inv",
+               "batch_size": "bs", "weight_decay": "wd", "n_clusters": "K", "nuisance_std": "nuis",
+               "latent_dim": "latent", "separation": "sep", "mixing_layers": "mix"}
+
+
+def spec_head(text: str) -> dict[str, str]:
+    """The labelled paragraphs of a spec's head comment (``# Question: ...``, indented continuation lines):
+    ``{"question": ..., "run": ..., "expect": ...}``, each joined into one line and capitalised."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        label = re.match(r"^# ([A-Z][A-Za-z]*):\s*(.*)$", line)
+        if label:
+            current = label.group(1).lower()
+            sections[current] = [label.group(2).strip()]
+        elif current is not None and line[1:].strip():
+            sections[current].append(line[1:].strip())
+    joined = {k: " ".join(v) for k, v in sections.items()}
+    return {k: v[:1].upper() + v[1:] for k, v in joined.items()}
+
+
+def spec_description(text: str) -> str:
+    """The parent run's description before the study is analysed: its question and expectation (markdown)."""
+    head = spec_head(text)
+    parts = [f"**Question.** {head['question']}" if "question" in head else "",
+             f"**Expectation.** {head['expect']}" if "expect" in head else "",
+             "*The answer (fitted boundaries, agreement with the theory) appears here after `clphase analyze`.*"]
+    return "\n\n".join(p for p in parts if p)
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def run_name(config: Mapping[str, Any], keys: list[str]) -> str:
+    """What varies (``keys``) in the study, shortest form first: capacity, then the other axes, then the seed
+    (``mlp-32x2 d=8 s0``)."""
+    from analysis.load import capacity_of
+
+    parts = [capacity_of(config)] if any(k in keys for k in _CAPACITY_KEYS) and "encoder" in config else []
+    for key in keys:
+        if key in (*_CAPACITY_KEYS, "capacity", "seed") or key not in config:
+            continue
+        parts.append(f"{SHORT_NAMES.get(key, key)}={_number(config[key])}")
+    if "seed" in keys and "seed" in config:
+        parts.append(f"s{config['seed']}")
+    return " ".join(parts)
+
+
+def child_params(config: Mapping[str, Any]) -> list[Param]:
+    """The config as MLflow params (numbers as Python writes them: ``8``, ``0.1``), plus ``capacity``."""
+    from analysis.load import capacity_of
+
+    params = {k: str(v) for k, v in config.items()}
+    if "encoder" in config:
+        params["capacity"] = capacity_of(config)
+    return [Param(k, v) for k, v in params.items()]
 
 
 def artifact_location(tracking_uri: str) -> str | None:
@@ -88,18 +158,24 @@ class MlflowMirror:
         """Find or create the experiment and the parent run; raises TrackingUnavailable."""
         try:
             experiment = self.client.get_experiment_by_name(self.study)
-            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
-                self.study, artifact_location=artifact_location(self.tracking_uri))
+            if experiment is None:
+                experiment_id = self.client.create_experiment(
+                    self.study, artifact_location=artifact_location(self.tracking_uri), tags=EXPERIMENT_TAGS)
+            else:
+                experiment_id = experiment.experiment_id
+                for key, value in EXPERIMENT_TAGS.items():  # an experiment made by an earlier clphase
+                    if key not in experiment.tags:
+                        self.client.set_experiment_tag(experiment_id, key, value)
             self.experiment_id = experiment_id
             if parent_id:
                 self.client.update_run(parent_id, status="RUNNING")
                 self._load_children(parent_id)
             else:
+                tags = {"clphase.role": "parent", "clphase.study_dir": self.study_dir}
+                if spec_path is not None:
+                    tags[DESCRIPTION_TAG] = spec_description(Path(spec_path).read_text())
                 run = self.client.create_run(
-                    experiment_id,
-                    run_name=f"{self.study} {time.strftime('%Y-%m-%d %H:%M')}",
-                    tags={"clphase.role": "parent", "clphase.study_dir": self.study_dir},
-                )
+                    experiment_id, run_name=f"{self.study} {time.strftime('%Y-%m-%d %H:%M')}", tags=tags)
                 parent_id = run.info.run_id
                 if spec_path is not None:
                     self.client.log_artifact(parent_id, str(spec_path))
@@ -124,8 +200,10 @@ class MlflowMirror:
                     self.tagged[trial_id] = (run.data.tags["node_id"], run.data.tags.get("node_ip") or None)
                 if run.info.status in ("FINISHED", "FAILED"):
                     self.ended.add(trial_id)
-                history = self.client.get_metric_history(run.info.run_id, "step")
-                self.logged_step[trial_id] = max((int(m.value) for m in history), default=-1)
+                # every report logs all its metrics at its step: one metric's history gives the last step
+                key = next(iter(sorted(run.data.metrics)), None)
+                history = self.client.get_metric_history(run.info.run_id, key) if key else []
+                self.logged_step[trial_id] = max((int(m.step) for m in history), default=-1)
 
     def close(self, status: str) -> None:
         self._guard(lambda: self.client.set_terminated(self.parent_id, status))
@@ -147,18 +225,17 @@ class MlflowMirror:
             self.dirty = self.outage = True
             return False
 
-    def _run_name(self, config: Mapping[str, Any], trial_id: str) -> str:
-        parts = [f"{k}={config[k]}" for k in self.name_keys if k in config and k != "capacity"]
-        return " ".join(parts) or trial_id
-
     def _child(self, trial_id: str, config: Mapping[str, Any]) -> str:
         if trial_id not in self.children:
+            from analysis.load import capacity_of
+            from study.records import cell_id
+
+            tags = {"mlflow.parentRunId": self.parent_id, "trial_id": trial_id, "cell": cell_id(config)}
+            if "encoder" in config:
+                tags["capacity"] = capacity_of(config)
             run = self.client.create_run(
-                self.experiment_id,
-                run_name=self._run_name(config, trial_id),
-                tags={"mlflow.parentRunId": self.parent_id, "trial_id": trial_id},
-            )
-            self.pending_params[trial_id] = [Param(k, str(v)) for k, v in config.items()]
+                self.experiment_id, run_name=run_name(config, self.name_keys) or trial_id, tags=tags)
+            self.pending_params[trial_id] = child_params(config)
             self.children[trial_id] = run.info.run_id
             self.logged_step[trial_id] = -1
         return self.children[trial_id]
@@ -179,7 +256,7 @@ class MlflowMirror:
         if still pending, ``metrics`` and ``tags``; the bookkeeping follows only what the store took."""
         params = self.pending_params.get(trial_id, [])
         if params is None:
-            params = [Param(k, str(v)) for k, v in config.items()]
+            params = child_params(config)
         first = True
         while first or params or metrics:
             take_p = params[:_PARAM_BATCH]
@@ -198,11 +275,12 @@ class MlflowMirror:
     def _log(self, trial_id: str, config: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> None:
         run_id = self._child(trial_id, config)
         now = int(time.time() * 1000)
+        # ``step`` is MLflow's step, not a metric; counts (n_params, diverged, pack_size) go as integers
         metrics = [
-            Metric(k, float(v), now, int(row["step"]))
+            Metric(k, int(v) if isinstance(v, numbers.Integral) else float(v), now, int(row["step"]))
             for row in rows if int(row["step"]) > self.logged_step[trial_id]
             for k, v in row.items()
-            if k != "trial_id" and isinstance(v, (int, float)) and not isinstance(v, bool)
+            if k not in ("trial_id", "step") and isinstance(v, numbers.Real) and not isinstance(v, bool)
         ]
         tags = self._node_tags(trial_id, rows[-1].get("node_id"), rows[-1].get("node_ip")) if rows else []
         if metrics or tags or trial_id in self.pending_params:

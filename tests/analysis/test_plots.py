@@ -1,4 +1,4 @@
-"""Figures: valid PNGs of the expected pixel size; ``ax`` is honoured."""
+"""Figures: valid PNGs of the expected pixel size, legends that show what is drawn; ``ax`` is honoured."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import pytest
 from matplotlib.figure import Figure
 from matplotlib.image import imread
+from matplotlib.patches import Rectangle
 
 from analysis.agreement import compare
 from analysis.load import tidy
@@ -44,19 +45,41 @@ def test_phase_diagram_has_one_panel_per_slice_and_the_expected_size(sliced, tmp
     fig = plot_phase_diagram(diagram, theory_boundaries(diagram, trials))
     heat_maps = [ax for ax in fig.axes if ax.images]
     assert len(heat_maps) == 2 and heat_maps[1].get_title().endswith("aug_noise = 0.5")
-    assert_png(save_png(fig, tmp_path / "phase.png"), 1000, 400)  # (2 * 4.5 + 1) x 4 in at 100 dpi
+    assert_png(save_png(fig, tmp_path / "phase.png"), 1680, 630)  # (2 * 5 + 1.2) x 4.2 in at 150 dpi
 
 
 def test_metric_curves_and_loss_vs_accuracy_and_agreement(sliced, tmp_path):
     diagram, trials = sliced
-    assert_png(save_png(plot_metric_curves(diagram), tmp_path / "curves.png"), 900, 400)
-    fig = plot_loss_vs_accuracy(trials)
+    assert_png(save_png(plot_metric_curves(diagram), tmp_path / "curves.png"), 1500, 630)
+    fig = plot_loss_vs_accuracy(trials, metric="randlabel_acc")
     assert fig.axes[0].get_legend().get_title().get_text() == "capacity"
-    assert_png(save_png(fig, tmp_path / "loss.png"), 600, 400)
+    assert fig.axes[0].get_ylabel() == "randlabel_acc"
+    assert_png(save_png(fig, tmp_path / "loss.png"), 990, 630)
     table = compare(diagram, theory_boundaries(diagram, trials))
     fig = plot_agreement(table, diagram)
     assert "rows agree" in fig.axes[0].get_title()
-    assert_png(save_png(fig, tmp_path / "agree.png", dpi=50), 225, 200)
+    assert_png(save_png(fig, tmp_path / "agree.png", dpi=50), 280, 260)
+
+
+def test_the_phase_diagram_legend_shows_the_interval_as_it_is_drawn(sliced):
+    diagram, trials = sliced
+    fig = plot_phase_diagram(diagram, theory_boundaries(diagram, trials))
+    boxes = [p for ax in fig.axes for p in ax.patches if isinstance(p, Rectangle)]
+    assert boxes  # one box per row with an interval
+    legend = fig.legends[0]
+    entry = next(h for h, t in zip(legend.legend_handles, legend.get_texts(), strict=True)
+                 if t.get_text() == "95% interval")
+    assert entry.get_facecolor() == boxes[0].get_facecolor() and entry.get_edgecolor() == boxes[0].get_edgecolor()
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= 10
+
+
+def test_agreement_points_are_labelled_with_their_row(sliced):
+    diagram, trials = sliced
+    table = compare(diagram, theory_boundaries(diagram, trials))
+    labels = " ".join(t.get_text() for t in plot_agreement(table, diagram).axes[0].texts)
+    for capacity in ("linear", "mlp-16x1", "mlp-64x2"):
+        assert capacity in labels
+    assert "aug_noise 0.5" in labels
 
 
 def test_plots_draw_into_given_axes_and_return_their_figure(sliced):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from analysis.report import analyze, main
+from analysis.report import agreement, analyze, main
 
 FILES = {"phase_diagram.png", "metric_curves.png", "loss_vs_accuracy.png", "theory_agreement.png",
          "summary.json", "report.html"}
@@ -84,7 +86,10 @@ def test_main_prints_where_the_report_went(study_dir, capsys):
     assert main([str(study_dir / "trials.parquet"), "--no-mlflow", "--n-boot", "50"]) == 0
     out = capsys.readouterr().out
     assert str(study_dir / "phase" / "report.html") in out
-    assert "theory: 3/5 rows agree" in out  # mlp-64x2 planted at 24 and mlp-256x2 below the range: not 2^3
+    # linear (both never reach it) and mlp-16x1 (planted at 6: (4, 8] holds 2^3) agree; mlp-64x1 (planted at 12:
+    # (8, 16] only touches 8), mlp-64x2 (24) and mlp-256x2 (below the range) do not
+    assert "theory: 2/5 rows agree" in out
+    assert "verdict: The data partly agree with the theory: 2 of 5 rows (40%)" in out
 
 
 @pytest.mark.parametrize("case, message", [
@@ -116,3 +121,80 @@ def test_bad_input_is_a_message_and_an_exit_code_not_a_traceback(case, message, 
 def test_main_usage_errors_return_a_code():
     assert main([]) == 2
     assert main(["--help"]) == 0
+
+
+HEAD = """# Question: when does a planted encoder recover its clusters?
+# Run:      clphase run planted
+# Expect:   (Planted 2024) MLPs past embedding_dim 8, the linear one never.
+"""
+
+
+def test_the_report_opens_with_question_expectation_and_verdict_and_prints_no_python(study_dir):
+    spec = study_dir / "spec.yaml"
+    spec.write_text(HEAD + spec.read_text())
+    summary = analyze(study_dir, log_to_mlflow=False, n_boot=50)
+    page = (study_dir / "phase" / "report.html").read_text()
+    order = [page.index(s) for s in ("Question.</b> When does a planted", "Expectation.</b> (Planted 2024)",
+                                     "Verdict.</b> The data partly agree", "<img alt='phase_diagram'",
+                                     "<h2>Boundaries</h2>", "<img alt='theory_agreement'")]
+    assert order == sorted(order)
+    text = re.sub(r"<[^>]+>|data:image/png;base64,[^']+", " ", page)
+    assert not re.search(r"\b(None|nan|NaN|True|False)\b", text)
+    assert summary["theory"]["agreement"]["fraction_agree"] == pytest.approx(0.4)
+    assert [d["row"] for d in summary["theory"]["disagree"]] == ["mlp-64x1", "mlp-64x2", "mlp-256x2"]
+
+
+def test_the_parent_run_carries_the_answer(study_dir, tmp_path, tracking_uri):
+    spec = study_dir / "spec.yaml"
+    spec.write_text(HEAD + spec.read_text())
+    parent = _parent(tracking_uri, "planted", study_dir.resolve(), tmp_path / "artifacts")
+    summary = analyze(study_dir, tracking_uri=tracking_uri, n_boot=50)
+    assert summary["mlflow"]["logged"], summary["mlflow"]["message"]
+    run = MlflowClient(tracking_uri).get_run(parent)
+    assert run.data.params == {"x": "capacity", "y": "embedding_dim", "metric": "randlabel_acc", "threshold": "0.9"}
+    metrics = run.data.metrics
+    rows = {r["capacity"]: r for r in summary["boundary"]}
+    assert metrics["y_critical/mlp-16x1"] == pytest.approx(rows["mlp-16x1"]["y_critical"], rel=1e-3)
+    assert (metrics["y_low/mlp-16x1"], metrics["y_high/mlp-16x1"]) == (4.0, 8.0)
+    assert metrics["censored/linear"] == 1 and metrics["censored/mlp-256x2"] == -1 and metrics["censored/mlp-16x1"] == 0
+    assert "y_critical/linear" not in metrics
+    assert metrics["theory_agreement"] == pytest.approx(0.4)
+    assert (metrics["trials_total"], metrics["trials_done"], metrics["trials_failed"], metrics["trials_diverged"]) \
+        == (175, 175, 0, 0)
+    description = run.data.tags["mlflow.note.content"]
+    assert description.startswith("**Verdict.** The data partly agree")
+    assert "**Question.** When does a planted encoder" in description and "**Expectation.** (Planted" in description
+    assert "| mlp-16x1 | 6.47 | (4, 8] | 8 | yes |" in description
+    assert run.data.tags["verdict"] == "2 of 5 rows agree with the theory"
+
+
+def test_an_analysis_with_other_choices_leaves_the_parent_s_answer_alone(study_dir, tmp_path, tracking_uri):
+    parent = _parent(tracking_uri, "planted", study_dir.resolve(), tmp_path / "artifacts")
+    analyze(study_dir, tracking_uri=tracking_uri, n_boot=50)
+    again = analyze(study_dir, tracking_uri=tracking_uri, n_boot=50, threshold=0.7)
+    assert not again["mlflow"]["logged"] and "threshold=0.9 (now 0.7)" in again["mlflow"]["message"]
+    assert MlflowClient(tracking_uri).get_run(parent).data.params["threshold"] == "0.9"
+    assert (study_dir / "phase" / "summary.json").exists()
+
+
+def _row(y_critical=math.nan, low=math.nan, high=math.nan, censored=None, theory=math.nan, censored_theory=None):
+    return {"y_critical": y_critical, "y_low": low, "y_high": high, "censored": censored, "y_bound": 32.0,
+            "y_theory": theory, "censored_theory": censored_theory}
+
+
+@pytest.mark.parametrize("row, agrees", [
+    (_row(6.0, 4.0, 8.0, theory=8.0), True),  # at the interval's top: the metric has crossed there
+    (_row(11.0, 8.0, 16.0, theory=8.0), False),  # at its bottom: the metric has not crossed there
+    (_row(11.0, 8.0, 16.0, theory=12.0), True),
+    (_row(11.0, 8.0, 16.0, theory=32.0), False),
+    (_row(11.0, math.nan, 16.0, theory=2.0), True),  # open below: some replicates are censored below
+    (_row(11.0, theory=8.0), False),  # one seed: no interval
+    (_row(censored="above", censored_theory="above"), True),
+    (_row(censored="above", censored_theory="below"), False),
+    (_row(censored="above", theory=32.0), False),
+    (_row(11.0, 8.0, 16.0, censored_theory="above"), False),
+    (_row(11.0, 8.0, 16.0), None),  # no prediction
+])
+def test_a_row_agrees_when_the_theory_lies_in_its_interval_or_both_are_censored_alike(row, agrees):
+    verdicts, reasons = agreement(pd.DataFrame([row]))
+    assert verdicts == [agrees] and reasons[0]

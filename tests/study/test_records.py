@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import io
+import json
+import re
 
-from study.records import StudyRecords
+import pandas as pd
+import pytest
+
+from study.cli import main
+from study.progress import ProgressLine
+from study.records import RecordsUnreadable, StudyRecords
+from study.runner import StudyError
+from study.spec import load_spec
+from tests.study.conftest import write_spec
 
 CONFIG = {"scenario": "hypercube", "embedding_dim": 4, "seed": 0}
 
@@ -41,3 +51,38 @@ def test_finishing_a_trial_writes_both_tables_at_once(tmp_path):
     trials = pd.read_parquet(tmp_path / "trials.parquet")
     assert trials.loc[0, "status"] == "TERMINATED" and trials.loc[0, "randlabel_acc"] == 0.5
     assert trials.loc[0, "wall_s"] >= 0 and trials.loc[0, "embedding_dim"] == 4
+
+
+@pytest.mark.parametrize("name", ["trials.parquet", "history.parquet"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_table_is_named_with_what_to_do(tmp_path, name, damage):
+    records = StudyRecords(tmp_path, "s")
+    records.start("t0", CONFIG)
+    records.report("t0", CONFIG, {"step": 10, "randlabel_acc": 0.5})
+    records.finish("t0", CONFIG, "TERMINATED")
+    path = tmp_path / name
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2] if damage == "truncated" else b"not parquet")
+    with pytest.raises(RecordsUnreadable, match=re.escape(str(path))) as caught:
+        StudyRecords(tmp_path, "s")
+    assert isinstance(caught.value, StudyError) and "--resume" in str(caught.value) and ".bad" in str(caught.value)
+
+
+def test_resume_over_a_damaged_table_exits_2_with_the_file_named(tmp_path, tmp_store, capsys):
+    spec = write_spec(tmp_path, name="damaged")
+    study_dir = tmp_path / "runs" / "damaged"
+    study_dir.mkdir(parents=True)
+    state = {"spec": load_spec(spec).model_dump(mode="json"), "smoke": False, "parent_run_id": None,
+             "tracking_uri": tmp_store, "spec_path": str(spec)}
+    (study_dir / "study.json").write_text(json.dumps(state))
+    (study_dir / "trials.parquet").write_bytes(b"PAR1 cut short")
+    code = main(["run", str(spec), "--resume", "--out", str(tmp_path / "runs"), "--tracking-uri", tmp_store])
+    err = capsys.readouterr().err
+    assert code == 2 and str(study_dir / "trials.parquet") in err and "Traceback" not in err
+
+
+def test_the_progress_line_counts_configs_and_running_never_exceeds_what_is_left():
+    line = ProgressLine("s", total=30, metric="randlabel_acc", mode="max", stream=io.StringIO())
+    line.running, line.done = 20, 30  # the last scheduler step saw two packs of 10 running; all have ended since
+    assert "30/30 configs done · 0 running" in line.line()
+    line.running, line.done = 20, 10
+    assert "10/30 configs done · 20 running" in line.line()

@@ -61,7 +61,7 @@ def _gpu_stats(proc: subprocess.Popen | None) -> dict[str, float] | None:
 
 
 def plain_loop(configs: list[dict[str, Any]]) -> float:
-    from trainables.training import train
+    from trainables.engine import train
 
     start = time.perf_counter()
     for config in configs:

@@ -44,13 +44,16 @@ class StudyCallback(Callback):
         self.ignored: set[str] = set()  # rows of re-created duplicates of finished cells (see on_trial_start)
 
     def _members(self, trial: Trial) -> list[tuple[str, dict[str, Any]]]:
-        """(row id, effective config) of each config a trial trains: itself, or each config of its pack."""
+        """(row id, effective config) of each config a trial trains. A pack's configs were resolved at spec
+        time and are recorded as they are; a searcher's flat suggestion is resolved here, once."""
         if trial.trial_id not in self.configs:
             if "pack" in trial.config:
-                self.configs[trial.trial_id] = [(f"{trial.trial_id}-{k:03d}", effective(c))
-                                                for k, c in enumerate(trial.config["pack"])]
+                pack = trial.config["pack"]
+                ids = [trial.trial_id] if len(pack) == 1 else [f"{trial.trial_id}-{k:03d}" for k in range(len(pack))]
+                self.configs[trial.trial_id] = list(zip(ids, pack, strict=True))
             else:
-                self.configs[trial.trial_id] = [(trial.trial_id, effective(trial.config))]
+                flat = {k: v for k, v in trial.config.items() if k not in ("objective", "mode")}
+                self.configs[trial.trial_id] = [(trial.trial_id, effective(flat))]
         return self.configs[trial.trial_id]
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -66,8 +69,8 @@ class StudyCallback(Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         members = self._members(trial)
-        # a pack reports each config's metrics under "pack"; a lone trial reports its own
-        reports = [{**m, "node_ip": result.get("node_ip")} for m in result["pack"]] if "pack" in result else [result]
+        # every trial reports each of its configs' metrics under "pack"
+        reports = [{**m, "node_ip": result.get("node_ip")} for m in result["pack"]]
         for (row_id, config), report in zip(members, reports, strict=True):
             if row_id in self.ignored:
                 continue

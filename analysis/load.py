@@ -155,8 +155,12 @@ def load_mlflow_trials(
 
 
 def capacity_of(row: Mapping[str, Any]) -> str:
-    """``linear``, ``mlp-{width}x{depth}``, or the encoder's name: one label per encoder capacity."""
+    """``linear``, ``mlp-{width}x{depth}``, ``mlp[50,250,50]`` (per-layer sizes), or the encoder's name: one
+    label per encoder capacity."""
     encoder = str(row.get("encoder"))
+    hidden = row.get("hidden")
+    if encoder != "linear" and isinstance(hidden, str) and hidden:
+        return f"{encoder}[{hidden}]"
     width, depth = row.get("width"), row.get("depth")
     if encoder == "linear" or pd.isna(width) or pd.isna(depth):
         return encoder
@@ -168,7 +172,7 @@ def add_capacity(trials: pd.DataFrame) -> pd.DataFrame:
     if "encoder" not in trials.columns:
         return trials
     out = trials.copy()
-    cols = [c for c in ("encoder", "width", "depth") if c in out.columns]
+    cols = [c for c in ("encoder", "width", "depth", "hidden") if c in out.columns]
     labels = [capacity_of(r) for r in out[cols].to_dict("records")]
     out["capacity"] = labels
     size = out.groupby("capacity")["n_params"].median() if "n_params" in out.columns else pd.Series(dtype=float)

@@ -133,6 +133,99 @@ def hypercube_linear_ceiling(n_invariant: int) -> float:
     return float(best.mean() / n)
 
 
+# --- hypercube: the noise axis --------------------------------------------------------------------
+BAYES_QUADRATURE_MAX_S = 3  # Gauss-Hermite product quadrature up to s = 3; Monte Carlo beyond
+_BAYES_NODES = 48
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """A predicted accuracy and its numerical error (0 up to quadrature error; a Monte Carlo standard error)."""
+
+    value: float
+    error: float
+    method: str
+
+
+def _bayes_accuracies(x: np.ndarray, labellings: np.ndarray, sigma: float, weights: np.ndarray) -> np.ndarray:
+    """Per labelling (L, 2^s): E[max_c P(y = c | x)] over invariant coordinates ``x`` (N, s) with ``weights``
+    (N,) summing to 1. P(b | x) is exact: the bits are independent given x, each with
+    P(b_i = +1 | x_i) = logistic(2 x_i / sigma^2), and the posterior of a pattern enumerates the 2^s."""
+    s = x.shape[1]
+    patterns = ((np.arange(2**s)[:, None] >> np.arange(s)) & 1) * 2 - 1  # (2^s, s) in {+-1}, cluster id order
+    logit = np.clip(2 * x / sigma**2, -700, 700)  # (N, s)
+    log_plus, log_minus = -np.logaddexp(0, -logit), -np.logaddexp(0, logit)
+    post = np.exp(np.where(patterns[None] > 0, log_plus[:, None, :], log_minus[:, None, :]).sum(2))  # (N, 2^s)
+    p1 = post @ labellings.T.astype(float)  # (N, L): P(y = 1 | x) for each labelling
+    return weights @ np.maximum(p1, 1 - p1)
+
+
+@cache
+def hypercube_bayes_ceiling(n_invariant: int, aug_noise: float, n_samples: int = 200_000,
+                            n_labellings: int = 64, seed: int = 0) -> Ceiling:
+    """The best accuracy any encoder (any read-out of x) reaches on a random balanced labelling of the
+    2^s clusters of ``hypercube`` when x = b + aug_noise · eps: the Bayes ceiling of ``randlabel_acc``.
+
+    Derivation. The label y = f(b_inv) depends on the s invariant bits only, and the other coordinates of x
+    are independent of them, so the Bayes classifier reads x_inv = b_inv + sigma eps (sigma = aug_noise).
+    Given x_inv the bits are independent with P(b_i = +1 | x_i) = 1 / (1 + exp(-2 x_i / sigma^2)) (two
+    Gaussians of equal variance at +-1), so P(b_inv = p | x) is the product over i, and
+    P(y = 1 | x) = sum over the 2^(s-1) patterns p with f(p) = 1. The Bayes accuracy of f is
+    E_x[max(P(y = 1 | x), P(y = 0 | x))], and the ceiling is its mean over balanced labellings f (as
+    ``trainables.metrics.random_labellings`` draws them). Flipping bits permutes the patterns and maps
+    balanced labellings onto balanced labellings, so the mean over labellings is the same for every true
+    pattern: the expectation runs over x = 1 + sigma eps alone. s = 1: Phi(1 / sigma) in closed form.
+
+    Numerics: for s <= 3, a Gauss-Hermite product quadrature with 48 nodes per coordinate over every balanced
+    labelling (70 at s = 3), error ~1e-5 against Monte Carlo (``error`` 0: quadrature, not sampling). For
+    s > 3, Monte Carlo over ``n_samples`` draws and ``n_labellings`` random balanced labellings; ``error`` is
+    its standard error (over labellings, and no smaller than the sampling one).
+    """
+    s, sigma = int(n_invariant), float(aug_noise)
+    if s < 1:
+        raise ValueError(f"randlabel_acc needs >= 2 clusters, i.e. n_invariant >= 1, got {s}")
+    if sigma <= 0:
+        return Ceiling(1.0, 0.0, "noise-free: every pattern is read exactly")
+    if s == 1:
+        from scipy.stats import norm
+
+        return Ceiling(float(norm.cdf(1 / sigma)), 0.0, "closed form Phi(1/sigma)")
+    if s <= BAYES_QUADRATURE_MAX_S:
+        nodes, w = np.polynomial.hermite_e.hermegauss(_BAYES_NODES)  # probabilists' Hermite: weight exp(-t^2/2)
+        grid = np.stack(np.meshgrid(*[nodes] * s, indexing="ij"), -1).reshape(-1, s)  # (q^s, s)
+        weights = np.prod(np.stack(np.meshgrid(*[w / w.sum()] * s, indexing="ij"), -1).reshape(-1, s), 1)
+        masks = _balanced_labellings(s)
+        labellings = (masks[:, None] >> np.arange(2**s)) & 1  # (L, 2^s)
+        value = float(_bayes_accuracies(1 + sigma * grid, labellings, sigma, weights).mean())
+        return Ceiling(value, 0.0, f"Gauss-Hermite quadrature ({_BAYES_NODES}^{s} nodes), "
+                                   f"all {len(labellings)} balanced labellings")
+    rng = np.random.default_rng([seed, s])
+    labellings = np.zeros((n_labellings, 2**s), dtype=np.int64)
+    for row in labellings:
+        row[rng.permutation(2**s)[2**s // 2:]] = 1
+    x = 1 + sigma * rng.standard_normal((n_samples, s))
+    per_label = _bayes_accuracies(x, labellings, sigma, np.full(n_samples, 1 / n_samples))
+    error = max(float(per_label.std(ddof=1) / math.sqrt(n_labellings)), 0.5 / math.sqrt(n_samples))
+    return Ceiling(float(per_label.mean()), error, f"Monte Carlo, {n_samples} samples x {n_labellings} labellings")
+
+
+def hypercube_critical_noise(n_invariant: int, threshold: float) -> float:
+    """The aug_noise at which the Bayes ceiling of randlabel_acc falls to ``threshold`` (bisection on the
+    ceiling, which decreases in the noise from 1 to 1/2): beyond it no encoder recovers the clusters."""
+    if not 0.5 < threshold < 1:
+        raise ValueError(f"the ceiling runs from 1 (no noise) to 1/2: a threshold in (0.5, 1), got {threshold}")
+    lo, hi = 1e-3, 1.0
+    while hypercube_bayes_ceiling(n_invariant, round(hi, 6)).value > threshold:
+        lo, hi = hi, 2 * hi
+    for _ in range(30):
+        mid = round(0.5 * (lo + hi), 6)
+        if hypercube_bayes_ceiling(n_invariant, mid).value > threshold:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 # --- gmm -------------------------------------------------------------------------------------------
 def gmm_between_var(n_clusters: int, separation: float) -> float:
     """Between-class variance per mean direction of ``trainables.scenarios.gmm``: the K equally
@@ -189,13 +282,43 @@ def _nonlinear(encoder: Any) -> bool:
 
 def predict_hypercube(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
                       increasing: bool = True) -> TheoryBoundary | None:
+    """randlabel_acc along embedding_dim (at the row's aug_noise) or along aug_noise (at its embedding_dim).
+
+    Along embedding_dim: a ReLU MLP crosses at ~2^s where the Bayes ceiling at the row's noise is above the
+    threshold, and never where it is not; the linear encoder is capped by min(linear ceiling, Bayes ceiling).
+    Along aug_noise: an MLP wide enough (embedding_dim >= 2^s) stops recovering at the critical noise where
+    the Bayes ceiling falls to the threshold; below 2^s dims, or linear, it is capped at every noise.
+    """
     s, encoder = _get(params, "n_invariant"), _get(params, "encoder")
-    if s is None or encoder is None or metric != "randlabel_acc" or y != "embedding_dim":
+    if s is None or encoder is None or metric != "randlabel_acc" or y not in ("embedding_dim", "aug_noise"):
         return None
     s = int(s)
-    if str(encoder) == "linear":
-        ceiling = hypercube_linear_ceiling(s)
-        kind = "" if s <= EXACT_MAX_S else " (upper bound)"
+    linear = str(encoder) == "linear"
+    linear_ceiling = hypercube_linear_ceiling(s) if linear else 1.0
+    kind = " (upper bound)" if linear and s > EXACT_MAX_S else ""
+    if y == "aug_noise":
+        width = _get(params, "embedding_dim")
+        if linear or (width is not None and int(width) < 2**s):
+            cap = linear_ceiling if linear else math.nan
+            if math.isnan(cap):
+                return TheoryBoundary(censored="below" if not increasing else "above", note=(
+                    f"{encoder} with embedding_dim {width} < 2^{s}: not every labelling is decodable at any noise"))
+            return _constant(cap, threshold, increasing,
+                             f"linear encoder: randlabel_acc at most {cap:.3f}{kind} at any aug_noise")
+        if not 0.5 < threshold < 1:
+            return None
+        sigma = hypercube_critical_noise(s, threshold)
+        return TheoryBoundary(sigma, note=(
+            f"{encoder}: recovers the {2**s} clusters while the Bayes ceiling of randlabel_acc (the best any "
+            f"encoder can do on x = b + aug_noise eps) is above {threshold:g}: up to aug_noise = {sigma:.3f}"))
+    noise = float(_get(params, "aug_noise") or 0.0)
+    bayes = hypercube_bayes_ceiling(s, round(noise, 6))
+    if bayes.value < threshold:
+        return TheoryBoundary(censored="above", note=(
+            f"Bayes ceiling {bayes.value:.3f} < threshold {threshold:g} at aug_noise {noise:g}: no encoder "
+            "recovers the clusters at any embedding_dim"))
+    if linear:
+        ceiling = min(linear_ceiling, bayes.value)
         if threshold > ceiling:
             return TheoryBoundary(censored="above", note=(
                 f"linear encoder: randlabel_acc ceiling {ceiling:.3f}{kind} < threshold {threshold:g} at any "
@@ -208,7 +331,7 @@ def predict_hypercube(params: Mapping[str, Any], *, y: str, metric: str, thresho
             f"{s} invariant directions"))
     return TheoryBoundary(float(hypercube_mlp_critical_dim(s)), note=(
         f"{encoder}: embedding_dim ~ 2^{s} = {2**s} makes every labelling of the {2**s} clusters "
-        "linearly decodable (HaoChen & Ma 2022)"))
+        f"linearly decodable (HaoChen & Ma 2022); Bayes ceiling {bayes.value:.3f} at aug_noise {noise:g}"))
 
 
 def predict_gmm(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
@@ -279,18 +402,36 @@ def predict_content_style(params: Mapping[str, Any], *, y: str, metric: str, thr
         "content_r2 high once embedding_dim >= content_dim"))
 
 
+def nested_augmentation_components(n_groups: int, n_sub: int, aug_noise: float) -> int:
+    """Connected components of ``nested_clusters``' augmentation graph (vertices: sub-clusters; an edge where a
+    positive pair can join two). aug_noise = 0: a positive stays in its sub-cluster, so r0 = n_groups x n_sub
+    components; aug_noise > 0: any two sub-clusters of a group are joined, so n_groups components."""
+    return int(n_groups) * (int(n_sub) if float(aug_noise) == 0 or int(n_sub) == 1 else 1)
+
+
 def predict_nested_clusters(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
                             increasing: bool = True) -> TheoryBoundary | None:
+    """HaoChen & Ma 2022: the spectral contrastive optimum with unlimited capacity needs one dimension per
+    component of the augmentation graph (``nested_augmentation_components``: r0 without augmentation noise,
+    r with any); a smooth low-capacity encoder sees the r groups either way. So group recovery needs
+    embedding_dim ~ r at every aug_noise; sub-cluster recovery needs ~r0 at aug_noise 0, and at aug_noise > 0
+    the sub-clusters of a group are one component: nothing in the objective separates them."""
     groups = _get(params, "n_groups")
     if y != "embedding_dim" or groups is None:
         return None
+    noise = float(_get(params, "aug_noise") or 0.0)
     if metric in ("randlabel_acc", "cluster_acc"):
         return TheoryBoundary(float(groups), note=(
-            f"a smooth encoder recovers the r = {groups} groups with embedding_dim ~ r (HaoChen & Ma 2022)"))
+            f"a smooth encoder recovers the r = {groups} groups with embedding_dim ~ r (HaoChen & Ma 2022), at "
+            f"aug_noise {noise:g} as without"))
     per_group = _get(params, "n_sub")
     if metric == "sub_randlabel_acc" and per_group is not None:
-        total = int(groups) * int(per_group)
-        return TheoryBoundary(float(total), note=f"all r0 = {total} sub-clusters need embedding_dim ~ r0")
+        components = nested_augmentation_components(int(groups), int(per_group), noise)
+        if components == int(groups) and int(per_group) > 1:
+            return TheoryBoundary(censored="above", note=(
+                f"aug_noise {noise:g} > 0 joins each group's {per_group} sub-clusters into one component of the "
+                "augmentation graph: no embedding_dim makes every sub-cluster labelling decodable"))
+        return TheoryBoundary(float(components), note=f"all r0 = {components} sub-clusters need embedding_dim ~ r0")
     return None
 
 

@@ -30,7 +30,7 @@ def _complete(study_dir: Path, n_trials: int) -> bool:
 
 def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | None, address: str | None,
                  verbose: bool = False) -> dict[str, Any]:
-    from analysis.load import load_trials
+    from analysis.load import load_history, load_trials
     from analysis.report import analyze
     from study.runner import run_study
     from study.spec import find_spec, load_spec
@@ -42,7 +42,8 @@ def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | No
         run_study(claim.spec, smoke=smoke, resume=study_dir.exists(), out=out, address=address,
                   tracking_uri=tracking_uri, verbose=verbose)
     row: dict[str, Any] = {"claim": claim.name, "paper": claim.paper, "study": spec.name, "smoke": smoke,
-                           "prediction": claim.prediction, "rule": claim.rule, "trials": spec.n_trials(),
+                           "prediction": claim.prediction, "rule": claim.rule, "setting": claim.setting,
+                           "trials": spec.n_trials(),
                            "study_dir": str(study_dir)}
     try:
         analyze(study_dir, tracking_uri=tracking_uri)
@@ -51,7 +52,8 @@ def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | No
         row["plots"] = None
         row["analysis_error"] = str(err)
     try:
-        verdict = claim.judge(load_trials(study_dir))
+        history = load_history(study_dir) if (study_dir / "history.parquet").exists() else None
+        verdict = claim.judge(load_trials(study_dir), history)
         row.update(verdict=verdict.verdict, measured=verdict.measured, figures=verdict.figures)
     except (ValueError, KeyError) as err:
         row.update(verdict="inconclusive", measured=f"could not judge: {err}", figures={})
@@ -87,7 +89,8 @@ def write_docs(rows: list[dict[str, Any]], docs: Path, machine: str) -> Path:
     details = ["", "## Per-claim figures", ""]
     for r in rows:
         details += [f"### {r['claim']} ({r['paper']}): {r['verdict']}", "",
-                    f"Study `{r['study']}`, {r['trials']} trials. {r['measured']}.", ""]
+                    f"Study `{r['study']}`, {r['trials']} trials. {r['measured']}.", "",
+                    f"Setting: {r.get('setting') or '-'}", ""]
         details += [f"![{r['claim']} {n}](claims/{r['claim']}_{n})" for n in _PLOTS
                     if (images / f"{r['claim']}_{n}").exists()]
         details.append("")

@@ -12,6 +12,7 @@ See DESIGN.md, "Precise sampling", for what every study means by each scenario.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,27 +133,37 @@ class InvertibleMLP:
         return h
 
 
-def invertible_mlp(n: int, n_layers: int, gen: torch.Generator, device: Device = "cpu", *,
-                   pool: int = 2000, cond_quantile: float = 0.25) -> InvertibleMLP:
-    """cl-ica's ``construct_invertible_mlp`` (Zimmermann et al. 2021), drawn from ``gen``.
+@functools.lru_cache(maxsize=64)
+def _mixing_weights(n: int, n_layers: int, data_seed: int, pool: int, cond_ratio: float) -> tuple[Tensor, ...]:
+    """The accepted (n, n) float64 layers of ``invertible_mlp``; cached per data_seed (they cost a
+    vectorised pool of SVDs, ~0.1 s at n = 5)."""
+    gen = _frozen_generator(data_seed)
 
-    Each layer is a square matrix with entries U(-1, 1) and unit-norm columns, kept only if its
-    condition number is below the ``cond_quantile`` quantile of a pool of ``pool`` such matrices,
-    so g is well conditioned (hence invertible) layer by layer.
-    """
-
-    def draw(k: int) -> Tensor:  # (k, n, n), unit-norm columns
+    def draw(k: int) -> Tensor:  # (k, n, n): entries U(-1, 1), unit-norm columns
         a = _rand(gen, k, n, n, dtype=torch.float64) * 2 - 1
         return a / a.norm(dim=1, keepdim=True)
 
     weights: list[Tensor] = []
     if n_layers > 0:
-        conds = torch.sort(torch.linalg.cond(draw(pool))).values
-        threshold = conds[int(pool * cond_quantile)]
-        while len(weights) < n_layers:
-            candidates = draw(64)
-            kept = candidates[torch.linalg.cond(candidates) <= threshold]
-            weights += list(kept[: n_layers - len(weights)])
+        threshold = torch.sort(torch.linalg.cond(draw(pool))).values[int((pool - 1) * cond_ratio)]
+        while len(weights) < n_layers:  # cl-ica draws one matrix at a time; a batch of draws, in order
+            candidates = draw(pool)
+            weights += list(candidates[torch.linalg.cond(candidates) <= threshold][: n_layers - len(weights)])
+    return tuple(weights)
+
+
+def invertible_mlp(n: int, n_layers: int, data_seed: int = 0, device: Device = "cpu", *,
+                   pool: int = 25_000, cond_ratio: float = 0.0) -> InvertibleMLP:
+    """cl-ica's ``construct_invertible_mlp`` (Zimmermann et al. 2021), drawn from ``data_seed``.
+
+    Each layer is a square, bias-free matrix with entries U(-1, 1) and unit-norm columns, accepted
+    only if its (2-norm) condition number is at most the ``cond_ratio`` quantile of a pool of ``pool``
+    such matrices; cl-ica's main_mlp.py uses ``cond_thresh_ratio=0.0`` (the best of 25,000: about 1.4
+    at n = 5) and von Kügelgen et al.'s 0.001. Leaky ReLU(0.2) between layers, none after the last.
+    Same rule as the reference, vectorised: candidates are drawn ``pool`` at a time and the first
+    acceptable ones kept, instead of one by one (the random stream differs, the distribution does not).
+    """
+    weights = _mixing_weights(n, n_layers, data_seed, pool, cond_ratio)
     inverses = [torch.linalg.inv(w) for w in weights]
     to = dict(device=torch.device(device), dtype=torch.float32)
     return InvertibleMLP(tuple(w.to(**to) for w in weights), tuple(w.to(**to) for w in inverses))
@@ -349,7 +360,7 @@ def sphere_mixing(*, latent_dim: int = 5, kappa: float = 10.0, mixing_layers: in
     kappa = _float("kappa", kappa, 0.0, open_low=True)
     n_layers = _int("mixing_layers", mixing_layers, 0)
     device = torch.device(device)
-    g = invertible_mlp(d, n_layers, _frozen_generator(data_seed), device)
+    g = invertible_mlp(d, n_layers, _int("data_seed", data_seed, 0), device)
 
     def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         z = _uniform_sphere(gen, batch_size, d)
@@ -363,31 +374,64 @@ def sphere_mixing(*, latent_dim: int = 5, kappa: float = 10.0, mixing_layers: in
     return Scenario("sphere_mixing", d, pairs, heldout, {"mixing": g, "latent_dim": d})
 
 
-def content_style(*, content_dim: int = 3, style_dim: int = 3, aug_noise: float = 1.0, mixing_layers: int = 3,
-                  data_seed: int = 0, device: Device = "cpu") -> Scenario:
-    """Content and style latents behind an invertible MLP (von Kügelgen et al. 2021; Bizeul et al. 2024).
+def _wishart(gen: torch.Generator, d: int) -> Tensor:
+    """(d, d) float64 draw of Wishart(df = d, I): A A^T with A (d, d) standard normal."""
+    a = _randn(gen, d, d, dtype=torch.float64)
+    return a @ a.T
 
-    z = (c, s), c ~ N(0, I_content_dim), s ~ N(0, I_style_dim); the positive shares c and has
-    s' = s + aug_noise·ε. x = g(z), x' = g(c, s'): (B, content_dim + style_dim), g a frozen
-    ``mixing_layers``-layer leaky-ReLU MLP as in :func:`sphere_mixing`.
+
+def content_style(*, content_dim: int = 5, style_dim: int = 5, aug_noise: float = 1.0,
+                  style_change_prob: float = 0.75, dependence: bool = True, mixing_layers: int = 3,
+                  data_seed: int = 0, device: Device = "cpu") -> Scenario:
+    """Content and style latents behind an invertible MLP (von Kügelgen et al. 2021, their numerical
+    experiment: ssl_identifiability's ``--style-change-prob 0.75 --statistical-dependence
+    --content-dependent-style``; the setting Bizeul et al. 2024 discuss).
+
+    z = (c, s): c ~ N(0, Σ_c), s = s0 + B c + a with s0 ~ N(0, Σ_s) (style depends on content);
+    with ``dependence`` Σ_c, Σ_s and the change covariance Σ_a are Wishart(df = dim, I) draws and
+    B, a standard normal, all frozen by ``data_seed``; without it Σ = I and B = a = 0. The positive
+    keeps c exactly and changes each style dimension with probability ``style_change_prob``:
+    s' = s + m ⊙ aug_noise·ε, m_j ~ Bernoulli(style_change_prob), ε ~ N(0, Σ_a).
+    x = g(z), x' = g(c, s'): (B, content_dim + style_dim), g the frozen ``mixing_layers``-layer
+    leaky-ReLU MLP of :func:`invertible_mlp` with the reference's rule (0.1% quantile of 25,000).
+    Differs from the reference on purpose: the content block is drawn from Σ_c (the reference's
+    sampler reads Σ_s for both blocks, a late-binding slip), and ``aug_noise`` scales the change
+    (the reference's ε has unit scale: aug_noise = 1).
     Heldout truth: ``latent`` = (c, s) (n, content_dim + style_dim), ``content`` (n, content_dim),
     ``style`` (n, style_dim). Static truth: ``mixing`` = g.
     """
     n_c = _int("content_dim", content_dim, 1)
     n_s = _int("style_dim", style_dim, 1)
     aug_noise = _float("aug_noise", aug_noise, 0.0)
+    p_change = _float("style_change_prob", style_change_prob, 0.0, 1.0)
     n_layers = _int("mixing_layers", mixing_layers, 0)
     device = torch.device(device)
     d = n_c + n_s
-    g = invertible_mlp(d, n_layers, _frozen_generator(data_seed), device)
+    seed = _int("data_seed", data_seed, 0)
+    frozen = _frozen_generator(seed)
+    if dependence:
+        chol_c, chol_s, chol_a = (torch.linalg.cholesky(_wishart(frozen, k)) for k in (n_c, n_s, n_s))
+        b_mat, offset = _randn(frozen, n_s, n_c, dtype=torch.float64), _randn(frozen, n_s, dtype=torch.float64)
+    else:
+        chol_c, chol_s, chol_a = torch.eye(n_c, dtype=torch.float64), *(torch.eye(n_s, dtype=torch.float64),) * 2
+        b_mat, offset = torch.zeros(n_s, n_c, dtype=torch.float64), torch.zeros(n_s, dtype=torch.float64)
+    chol_c, chol_s, chol_a, b_mat, offset = (t.to(device) for t in (chol_c, chol_s, chol_a, b_mat, offset))
+    g = invertible_mlp(d, n_layers, seed, device, cond_ratio=0.001)
+
+    def latents(n: int, gen: torch.Generator) -> Tensor:  # (n, c + s) float64
+        c = _randn(gen, n, n_c, dtype=torch.float64).to(device) @ chol_c.T
+        s = _randn(gen, n, n_s, dtype=torch.float64).to(device) @ chol_s.T + c @ b_mat.T + offset
+        return torch.cat([c, s], dim=1)
 
     def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        z = _randn(gen, batch_size, d)  # (B, c + s)
-        z_pos = torch.cat([z[:, :n_c], z[:, n_c:] + aug_noise * _randn(gen, batch_size, n_s)], dim=1)
-        return g(z.to(device)), g(z_pos.to(device))
+        z = latents(batch_size, gen)
+        change = (_rand(gen, batch_size, n_s, dtype=torch.float64) < p_change).to(device)
+        eps = _randn(gen, batch_size, n_s, dtype=torch.float64).to(device) @ chol_a.T
+        z_pos = torch.cat([z[:, :n_c], z[:, n_c:] + change * aug_noise * eps], dim=1)
+        return g(z.float()), g(z_pos.float())
 
     def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
-        z = _randn(gen, n, d).to(device)
+        z = latents(n, gen).float()
         return {"x": g(z), "latent": z, "content": z[:, :n_c].clone(), "style": z[:, n_c:].clone()}
 
     truth = {"mixing": g, "content_dim": n_c, "style_dim": n_s}

@@ -48,22 +48,38 @@ def test_minimal_clusters_rule():
     assert figures["mlp_critical_dim"] == {"2": 4.0, "3": 8.0}
 
 
-def _classes(acc, loss):
-    rows = []
-    for (encoder, wd), seed in itertools.product([("linear", 0.0), ("mlp", 0.0), ("mlp", 0.5)], [0, 1, 2]):
+def _classes(acc_at, final_loss, noise=0.001):
+    """Three classes x 3 seeds; each trial's history falls linearly from eval_loss 4 to its class's final loss
+    over 5 reports, and its probe_acc at a loss L is ``acc_at[class](L)`` (+ a seed offset of ``noise``)."""
+    rows, history = [], []
+    for i, ((encoder, wd), seed) in enumerate(itertools.product([("linear", 0.0), ("mlp", 0.0), ("mlp", 0.5)],
+                                                                  [0, 1, 2])):
         key = encoder + ("+wd" if wd else "")
+        losses = np.linspace(4.0, final_loss[key], 5)
+        accs = [acc_at[key](loss) + noise * (seed - 1) for loss in losses]
         rows.append(dict(encoder=encoder, width=None if encoder == "linear" else 64, depth=2, weight_decay=wd,
-                         seed=seed, probe_acc=acc[key] + 0.001 * seed, eval_loss=loss[key]))
-    return _table(rows)
+                         seed=seed, probe_acc=accs[-1], eval_loss=losses[-1]))
+        history += [dict(trial_id=f"t{i}", step=100 * (j + 1), eval_loss=loss, probe_acc=acc)
+                    for j, (loss, acc) in enumerate(zip(losses, accs, strict=True))]
+    return _table(rows), pd.DataFrame(history)
 
 
-def test_inductive_bias_rule():
-    inverted = _classes({"linear": 0.99, "mlp": 0.85, "mlp+wd": 0.95}, {"linear": 3.0, "mlp": 2.5, "mlp+wd": 2.8})
-    assert judge_inductive_bias(inverted).verdict == "holds"
-    consistent = _classes({"linear": 0.80, "mlp": 0.95, "mlp+wd": 0.90}, {"linear": 3.0, "mlp": 2.5, "mlp+wd": 2.8})
-    assert judge_inductive_bias(consistent).verdict == "fails"
-    same = _classes({"linear": 0.9, "mlp": 0.9, "mlp+wd": 0.9}, {"linear": 3.0, "mlp": 2.5, "mlp+wd": 2.8})
-    assert judge_inductive_bias(same).verdict == "inconclusive"
+def test_inductive_bias_rule_compares_classes_at_matched_loss():
+    finals = {"linear": 3.0, "mlp": 2.5, "mlp+wd": 2.8}  # L* = 3.0: the linear class's lowest loss
+    # at L* = 3 the MLPs transfer worse than the linear class, though they end with a lower loss
+    trials, history = _classes({"linear": lambda l: 0.99, "mlp": lambda l: 0.85, "mlp+wd": lambda l: 0.9}, finals)
+    verdict = judge_inductive_bias(trials, history)
+    assert verdict.verdict == "holds"
+    assert verdict.figures["matched_eval_loss"] == 3.0
+    assert verdict.figures["probe_acc_at_matched_loss"] == {"linear": 0.99, "mlp": 0.85, "mlp+wd": 0.9}
+    # every class has the same accuracy at the same loss (and different ones at their own final losses): fails
+    alike = {k: (lambda l: 0.5 + 0.1 * (4.0 - l)) for k in finals}
+    assert judge_inductive_bias(*_classes(alike, finals, noise=0.0)).verdict == "fails"
+    # a spread of 0.03 against seed noise of 0.02: inconclusive
+    close = {"linear": lambda l: 0.90, "mlp": lambda l: 0.93, "mlp+wd": lambda l: 0.92}
+    assert judge_inductive_bias(*_classes(close, finals, noise=0.02)).verdict == "inconclusive"
+    with pytest.raises(ValueError, match="history"):
+        judge_inductive_bias(trials)
 
 
 def _gmm(infonce=0.97, pca_end=0.0):
@@ -131,6 +147,7 @@ def test_every_claim_names_a_bundled_spec_and_states_its_rule(name):
 
     claim = CLAIMS[name]
     assert claim.spec in bundled_specs() and len(claim.rule) > 40 and claim.paper
+    assert len(claim.setting) > 80  # the paper's setting, and where the study differs
 
 
 def test_a_study_with_nothing_usable_is_an_error_not_a_verdict():

@@ -8,6 +8,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.optimize import linprog
 
 from analysis.agreement import compare, summarise
@@ -217,3 +218,78 @@ def test_gmm_pca_overlap_is_what_the_gmm_scenario_computes(nuisance_std):
     pca, fisher = (truth[k].double().cpu().numpy() for k in ("pca_basis", "fisher_basis"))
     overlap = np.linalg.norm(pca.T @ fisher) ** 2 / fisher.shape[1]
     assert overlap == pytest.approx(gmm_pca_overlap(4, 16, nuisance_std, gmm_between_var(4, 4.0)), abs=1e-4)
+
+
+# --- the noise axis: the hypercube's Bayes ceiling ------------------------------------------------------------
+def _bayes_monte_carlo(s: int, sigma: float, n: int, seed: int) -> tuple[float, float]:
+    """Straight from the definition, sharing no code with the module: draw b over every pattern, add noise,
+    score each pattern's likelihood by its Gaussian density, predict the labelling's more probable class."""
+    from trainables.metrics import random_labellings
+
+    rng = np.random.default_rng(seed)
+    patterns = np.array([[1 if (p >> i) & 1 else -1 for i in range(s)] for p in range(2**s)])
+    truth = rng.integers(0, 2**s, n)
+    x = patterns[truth] + sigma * rng.standard_normal((n, s))
+    density = np.exp(-((x[:, None, :] - patterns[None]) ** 2).sum(2) / (2 * sigma**2))  # (n, 2^s)
+    accs = []
+    for labels in random_labellings(2**s, 16, seed):
+        p1 = (density * labels).sum(1) / density.sum(1)
+        accs.append(np.mean((p1 > 0.5) == (labels[truth] == 1)))
+    return float(np.mean(accs)), float(np.std(accs, ddof=1) / np.sqrt(len(accs)) + 1 / np.sqrt(n))
+
+
+@pytest.mark.parametrize(("s", "sigma"), [(1, 0.7), (2, 0.4), (2, 1.0), (3, 0.6), (4, 0.8)])
+def test_the_bayes_ceiling_matches_a_brute_force_monte_carlo(s, sigma):
+    from analysis.theory import hypercube_bayes_ceiling
+
+    ceiling = hypercube_bayes_ceiling(s, sigma)
+    estimate, error = _bayes_monte_carlo(s, sigma, 100_000, seed=s)
+    assert abs(ceiling.value - estimate) < 4 * (error + ceiling.error), (ceiling, estimate, error)
+
+
+def test_the_bayes_ceiling_closed_forms_and_limits():
+    from scipy.stats import norm
+
+    from analysis.theory import hypercube_bayes_ceiling
+
+    assert hypercube_bayes_ceiling(1, 0.5).value == pytest.approx(norm.cdf(2.0))
+    assert hypercube_bayes_ceiling(3, 0.0).value == 1.0
+    assert hypercube_bayes_ceiling(2, 0.05).value == pytest.approx(1.0, abs=1e-9)
+    assert 0.5 < hypercube_bayes_ceiling(3, 200.0).value < 0.502  # -> 1/2: labels no longer seen
+    values = [hypercube_bayes_ceiling(3, sigma).value for sigma in (0.2, 0.4, 0.6, 0.8, 1.2)]
+    assert values == sorted(values, reverse=True)  # more noise, lower ceiling
+    # more clusters to tell apart at the same noise: a lower ceiling
+    assert hypercube_bayes_ceiling(2, 0.6).value > hypercube_bayes_ceiling(3, 0.6).value
+
+
+def test_the_critical_noise_is_where_the_ceiling_crosses_the_threshold():
+    from analysis.theory import hypercube_bayes_ceiling, hypercube_critical_noise
+
+    for s, threshold in ((2, 0.95), (3, 0.95), (3, 0.8)):
+        sigma = hypercube_critical_noise(s, threshold)
+        assert hypercube_bayes_ceiling(s, round(sigma * 0.98, 6)).value > threshold
+        assert hypercube_bayes_ceiling(s, round(sigma * 1.02, 6)).value < threshold
+    with pytest.raises(ValueError, match="threshold"):
+        hypercube_critical_noise(3, 0.4)
+
+
+def test_nested_clusters_augmentation_graph_components_against_a_union_find():
+    from analysis.theory import nested_augmentation_components
+    from trainables.scenarios import nested_clusters
+
+    for r, n_sub, noise in ((4, 4, 0.0), (4, 4, 0.3), (3, 1, 0.5), (2, 5, 1.0)):
+        sc = nested_clusters(n_groups=r, n_sub=n_sub, aug_noise=noise, dim=16, cluster_std=0.01)  # views exact
+        parent = list(range(r * n_sub))
+
+        def find(i, parent=parent):
+            while parent[i] != i:
+                i = parent[i]
+            return i
+
+        # the sub-cluster of each view, read off the nearest centre, joins the two views' components
+        x, x_pos = sc.pairs(4000, torch.Generator().manual_seed(0))
+        centres = sc.truth["subcluster_centres"]
+        a, b = torch.cdist(x, centres).argmin(1), torch.cdist(x_pos, centres).argmin(1)
+        for i, j in zip(a.tolist(), b.tolist(), strict=True):
+            parent[find(i)] = find(j)
+        assert len({find(i) for i in range(r * n_sub)}) == nested_augmentation_components(r, n_sub, noise)

@@ -321,12 +321,27 @@ def test_evaluate_latent_and_content_style_keys() -> None:
     heldout = {k: torch.tensor(v) for k, v in {"x": x, "content": content, "style": style}.items()}
     z = torch.tensor(content @ rng.normal(size=(3, 8)) + 0.01 * rng.normal(size=(n, 8)))  # content, no style
     out = evaluate(z, heldout, {})
-    assert set(out) == {"effective_rank", "content_r2", "style_r2"}
+    assert set(out) == {"effective_rank", "content_r2", "style_r2", "content_r2_linear", "style_r2_linear"}
     assert out["content_r2"] > 0.9 and abs(out["style_r2"]) < 0.03
+    assert out["content_r2_linear"] > 0.9 and abs(out["style_r2_linear"]) < 0.03
     heldout = {"x": torch.tensor(x), "latent": torch.tensor(content)}
     out = evaluate(torch.tensor(content[:, ::-1] * 2.0), heldout, {})
     assert set(out) == {"effective_rank", "r2_linear", "mcc"}
     assert out["r2_linear"] == pytest.approx(1.0, abs=1e-9) and out["mcc"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_content_r2_is_the_nonlinear_regression_and_sees_what_a_linear_one_misses() -> None:
+    # content held through an invertible nonlinear map (von Kügelgen et al.'s point: identified up to one),
+    # style not at all: the kernel ridge R^2 of content is near 1, the linear one well below it
+    rng = np.random.default_rng(3)
+    n = 2048
+    content, style = rng.uniform(-2, 2, size=(n, 2)), rng.normal(size=(n, 2))
+    heldout = {k: torch.tensor(v) for k, v in {"x": np.concatenate([content, style], 1), "content": content,
+                                               "style": style}.items()}
+    z = torch.tensor(np.stack([np.tanh(2 * content[:, 0]), np.exp(content[:, 1])], 1))  # monotone, not linear
+    out = evaluate(z, heldout, {})
+    assert out["content_r2"] > 0.98 and out["content_r2"] > out["content_r2_linear"] + 0.1
+    assert abs(out["style_r2"]) < 0.05 and abs(out["style_r2_linear"]) < 0.05
 
 
 def test_evaluate_subclusters_and_determinism() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Any
 
 from ray.tune import Callback
@@ -57,14 +58,16 @@ class StudyCallback(Callback):
         return self.configs[trial.trial_id]
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        finished = self.records.finished_keys() if self.dedupe_cells else {}
+        started = time.time()  # the pack's start, for each of its configs
         for row_id, config in self._members(trial):
-            owner = self.records.finished_keys().get(config_id(config)) if self.dedupe_cells else None
+            owner = finished.get(config_id(config))
             if owner is not None and owner != row_id:
                 # Tune re-created a cell that finished after its last experiment snapshot (driver killed):
                 # it runs again, but the study keeps the first result.
                 self.ignored.add(row_id)
                 continue
-            self.records.start(row_id, config)  # also sets its cell and config_id
+            self.records.start(row_id, config, started_at=started)  # also sets its cell and config_id
             self.mirror.trial_started(row_id, config)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:

@@ -172,6 +172,7 @@ class StudyRecords:
         self.history: dict[tuple[str, int], dict[str, Any]] = {}
         self._dirty = False
         self._last_flush = 0.0
+        self._ended_at: dict[float, float] = {}  # a pack's start -> when its first config finished
         self.load()
 
     @property
@@ -241,12 +242,13 @@ class StudyRecords:
         self._dirty = True
         return new
 
-    def start(self, trial_id: str, config: Mapping[str, Any]) -> None:
+    def start(self, trial_id: str, config: Mapping[str, Any], started_at: float | None = None) -> None:
+        """A config's trial has started (``started_at``: when, the same for every config of a pack)."""
         row = self._row(trial_id, config)
         if row.get("status") not in ("TERMINATED", "ERROR"):
             row.update(config)
             row.setdefault("status", "PENDING")
-            row["started_at"] = time.time()
+            row["started_at"] = time.time() if started_at is None else started_at
 
     def finish(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None = None,
                node_ip: str | None = None, flush: bool = True) -> None:
@@ -262,7 +264,9 @@ class StudyRecords:
             row["node_ip"] = node_ip
         started = row.get("started_at")
         if started is not None and not _missing(started):
-            row["pack_wall_s"] = time.time() - float(started)
+            # a pack's configs share one start (see start), so the first of them to finish fixes the end of all
+            ended = self._ended_at.setdefault(float(started), time.time())
+            row["pack_wall_s"] = ended - float(started)
             row["wall_s"] = row["pack_wall_s"] / max(1, int(row.get("pack_size") or 1))
         self._dirty = True
         if flush:

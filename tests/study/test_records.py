@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 
 import pandas as pd
 import pytest
@@ -86,3 +87,21 @@ def test_the_progress_line_counts_configs_and_running_never_exceeds_what_is_left
     assert "30/30 configs done · 0 running" in line.line()
     line.running, line.done = 20, 10
     assert "10/30 configs done · 20 running" in line.line()
+
+
+def test_the_configs_of_a_pack_share_its_wall_time_and_each_holds_its_share(tmp_path):
+    records = StudyRecords(tmp_path, "s", flush_every_s=3600)
+    configs = [{**CONFIG, "seed": seed} for seed in range(4)]
+    started = time.time()
+    for k, config in enumerate(configs):
+        records.start(f"p-{k:03d}", config, started_at=started)
+    time.sleep(0.05)
+    for k, config in enumerate(configs):
+        records.report(f"p-{k:03d}", config, {"step": 10, "randlabel_acc": 0.5, "pack_size": 4})
+        records.finish(f"p-{k:03d}", config, "TERMINATED", flush=False)
+        time.sleep(0.02)  # the driver's bookkeeping between configs is no part of the pack's time
+    records.flush(force=True)
+    trials = pd.read_parquet(tmp_path / "trials.parquet")
+    assert trials["pack_wall_s"].nunique() == 1 and trials["pack_wall_s"].iloc[0] >= 0.05
+    assert (trials["wall_s"] * 4).round(12).equals(trials["pack_wall_s"].round(12))
+    assert trials["cell"].nunique() == 1 and trials["config_id"].nunique() == 4

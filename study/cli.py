@@ -6,6 +6,7 @@
     clphase verify [--smoke] [--claim NAME] [--address ADDR] [--docs DIR]
     clphase bench [--steps N] [--ways abc] [--pack-size K|auto] [--out FILE]
     clphase ui [--tracking-uri URI] [--port PORT] [--workers N]
+    clphase ray up [--port PORT] [--num-cpus N] | down | status
     clphase specs
 """
 
@@ -22,7 +23,17 @@ import urllib.request
 from typing import Any
 
 
+def _join_local_ray(address: str | None) -> None:
+    """Before Ray is imported: a driver joining a loopback head speaks its token authentication (Ray reads
+    the mode once, at import)."""
+    from study import local_ray
+
+    if address and local_ray.is_loopback(address) and "RAY_AUTH_MODE" not in os.environ:
+        os.environ.update(local_ray.auth_environment())
+
+
 def _run(args: argparse.Namespace) -> int:
+    _join_local_ray(args.address)
     from study.runner import StudyError, describe, planned_store, run_study, study_folder
     from study.spec import SpecError, find_spec, load_spec
 
@@ -53,6 +64,7 @@ def _analyze(argv: list[str]) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    _join_local_ray(args.address)
     from study.runner import StudyError
     from study.spec import SpecError
     from study.verify import verify
@@ -176,6 +188,21 @@ def _specs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray(args: argparse.Namespace) -> int:
+    from study import local_ray
+
+    if args.action == "up":
+        address = local_ray.up(args.port, args.num_cpus)
+        print(f"local Ray on {address} (loopback only); run studies with  clphase run SPEC --address {address}  "
+              "and end it with  clphase ray down")
+    elif args.action == "down":
+        print(f"local Ray ended ({local_ray.down()} processes)")
+    else:
+        head = local_ray.running()
+        print(f"local Ray on {head['address']}" if head else "no local Ray started by clphase is running")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="clphase", description="Phase diagrams of contrastive learning.")
@@ -212,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("specs", help="list the bundled study specs")
 
+    ray_verb = sub.add_parser("ray", help="a local Ray on loopback shared by many studies (run them with --address)")
+    ray_verb.add_argument("action", choices=["up", "down", "status"])
+    ray_verb.add_argument("--port", type=int, default=6379)
+    ray_verb.add_argument("--num-cpus", type=int, default=None)
+
     sub.add_parser("bench", help="time a fixed set of configs: plain loop vs clphase vs packs", add_help=False)
 
     if argv and argv[0] == "analyze":
@@ -221,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = parser.parse_args(argv)
-    return {"run": _run, "verify": _verify, "ui": _ui, "specs": _specs}[args.verb](args)
+    return {"run": _run, "verify": _verify, "ui": _ui, "specs": _specs, "ray": _ray}[args.verb](args)
 
 
 if __name__ == "__main__":

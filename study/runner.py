@@ -152,14 +152,20 @@ def _init_ray(address: str | None, verbose: bool) -> bool:
         return False
     kwargs: dict[str, Any] = dict(log_to_driver=verbose, logging_level="INFO" if verbose else "WARNING",
                                   configure_logging=True)
-    if address:
+    from study import local_ray
+
+    if address and not local_ray.is_loopback(address):
         ray.init(address=address, **kwargs)
         return True
+    # A local Ray, started here or (a loopback address: ``clphase ray up``) joined here.
     os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+        if address:  # token authentication, if the head uses it, is set before Ray's import (see study.cli)
+            ray.init(address=address, _node_ip_address="127.0.0.1", **kwargs)
+        else:
+            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     return True

@@ -16,6 +16,17 @@ seed there is nothing to resample: ``y_low`` and ``y_high`` are NaN and the row'
 One smooth boundary over the whole plane is fitted as well: a logistic regression of
 1[metric >= threshold] on log2 y, plus log2 x (numeric x) or one offset per x (categorical x), and
 the same for the slicing column; ``predict_proba`` evaluates it.
+
+Three axes. With ``z`` (e.g. ``aug_noise``) the slicing column is a numeric third axis and
+``boundary_`` is the *critical surface*: y_critical for every (x, z), with its band and censoring.
+For each x, ``critical_z_`` gives the *critical z*: the largest z at which some y still reaches the
+phase. Its curve is the best seed mean over y at each z, b(z) = max_y mean(x, z, y) (min for a
+metric that falls with y); the critical z is interpolated linearly in z between the last z with
+b(z) >= threshold and the next sampled z, and it is censored ``below`` when no z reaches the
+phase and ``above`` when the largest z still does. Its band resamples the seeds of the whole x
+(one draw for all its cells, a seed being one run of every cell) and takes the same quantiles of
+the bracketing grid points as a row's: ``z_low`` a z where the phase is still reached, ``z_high``
+one where it no longer is, so the critical z lies in [z_low, z_high).
 """
 
 from __future__ import annotations
@@ -75,6 +86,41 @@ def crossing(means: np.ndarray, t: np.ndarray, threshold: float) -> tuple[np.nda
     return point, lower, upper
 
 
+def last_in_phase(best: np.ndarray, t: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Last grid point of each row of ``best`` at or above ``threshold``, interpolated to the next one.
+
+    ``best``: (B, n) on the grid ``t`` (n,), increasing, NaN where missing. Returns ``(point, lower,
+    upper)``, each (B,): ``lower`` the last valid point with ``best >= threshold``, ``upper`` the next
+    valid point after it, ``point`` where the straight line between them meets the threshold. No valid
+    point at or above it: ``point = lower = -inf``, ``upper`` the first valid point; the last valid
+    point at or above it: ``point = upper = +inf``, ``lower`` that point. All NaN for a row without a
+    valid point.
+    """
+    best = np.atleast_2d(np.asarray(best, dtype=float))
+    n_rows, n = best.shape
+    valid = ~np.isnan(best)
+    above = valid & (best >= threshold)
+    rows = np.arange(n_rows)
+    last_above = n - 1 - np.argmax(above[:, ::-1], axis=1)  # (B,)
+    index = np.where(valid, np.arange(n), n)
+    next_valid = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1]
+    first_valid = next_valid[:, 0]
+    next_valid = np.concatenate([next_valid[:, 1:], np.full((n_rows, 1), n)], axis=1)
+    k = next_valid[rows, last_above]
+    point, lower, upper = (np.full(n_rows, np.nan) for _ in range(3))
+    has_above = above.any(axis=1)
+    never = valid.any(axis=1) & ~has_above
+    point[never], lower[never], upper[never] = -np.inf, -np.inf, t[first_valid[never]]
+    always = has_above & (k == n)
+    point[always], lower[always], upper[always] = np.inf, t[last_above[always]], np.inf
+    inside = has_above & (k < n)
+    j, k = last_above[inside], k[inside]
+    b_j, b_k = best[rows[inside], j], best[rows[inside], k]
+    point[inside] = t[j] + (b_j - threshold) / (b_j - b_k) * (t[k] - t[j])
+    lower[inside], upper[inside] = t[j], t[k]
+    return point, lower, upper
+
+
 def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
     count = (~np.isnan(values)).sum(axis=axis)
     total = np.nansum(values, axis=axis)
@@ -111,7 +157,9 @@ class PhaseDiagram:
     increasing : True: the metric rises with y (the phase is ``metric >= threshold`` above the
         boundary); False: it falls with y (e.g. ``pca_overlap`` along ``nuisance_std``); None: the
         sign of the rank correlation of metric and y over the usable trials decides (``increasing_``).
-    slice : optional third axis (e.g. ``aug_noise``): one boundary per (x, slice) value.
+    slice : optional slicing column: one boundary per (x, slice) value.
+    z : optional numeric third axis (e.g. ``aug_noise``): the slicing column (``slice`` is set to it),
+        plus the critical z of each x (``critical_z_``).
     n_boot, ci : bootstrap replicates over seeds and the coverage of the interval.
     seed_col : the column that identifies a replicate (absent: the trials of a cell are the replicates).
     log_y : interpolate in log2 y; ``None``: when every y is > 0.
@@ -131,6 +179,11 @@ class PhaseDiagram:
         missing_metric).
     notes_ : list of str, what a reader of the boundary should know.
     smooth_ : the fitted smooth model (None when every trial lies on one side of the threshold).
+    critical_z_ : DataFrame (only with ``z``), one row per x: ``z_critical``, ``z_low``, ``z_high``,
+        ``censored`` (``"below"``: no z reaches the phase; ``"above"``: the largest z still does),
+        ``z_bound``, ``n_seeds``, ``monotone``, ``n_crossings``, ``p_censored_below``,
+        ``p_censored_above``, ``best`` (b(z) on ``slice_order_``), ``y_best`` (the y where it is
+        reached) and ``note``. ``boundary_`` is then the critical surface.
     """
 
     def __init__(
@@ -141,6 +194,7 @@ class PhaseDiagram:
         metric: str,
         threshold: float,
         slice: str | None = None,
+        z: str | None = None,
         increasing: bool | None = None,
         n_boot: int = 1000,
         ci: float = 0.95,
@@ -152,7 +206,10 @@ class PhaseDiagram:
         self.y = y
         self.metric = metric
         self.threshold = threshold
-        self.slice = slice
+        if z is not None and slice not in (None, z):
+            raise ValueError(f"z is the slicing column: got z={z!r} and slice={slice!r}; give one of them")
+        self.slice = z if z is not None else slice
+        self.z = z
         self.increasing = increasing
         self.n_boot = n_boot
         self.ci = ci
@@ -178,8 +235,8 @@ class PhaseDiagram:
             if name is not None and name not in trials.columns:
                 columns = ", ".join(map(str, trials.columns))
                 raise ValueError(f"{role} column {name!r} is not in the trials table; its columns: {columns}")
-        for role, name in (("y", self.y), ("metric", self.metric)):
-            if not pd.api.types.is_numeric_dtype(trials[name]):
+        for role, name in (("y", self.y), ("metric", self.metric), ("z", self.z)):
+            if name is not None and not pd.api.types.is_numeric_dtype(trials[name]):
                 raise ValueError(f"{role} column {name!r} must be numeric, got dtype {trials[name].dtype}")
         if not 0 < self.ci < 1:
             raise ValueError(f"ci must be in (0, 1), got {self.ci}")
@@ -262,9 +319,80 @@ class PhaseDiagram:
         boundary["censored"] = pd.Series([c if isinstance(c, str) else None for c in boundary["censored"]],
                                          dtype=object)
         self.boundary_ = boundary
+        if self.z:
+            self.critical_z_ = self._fit_critical_z(used, rng)
         self._fit_smooth(used)
         self._summarise_notes()
         return self
+
+    def _fit_critical_z(self, used: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        """One row per x: the largest z at which some y reaches the phase (see the module docstring)."""
+        sign = 1.0 if self.increasing_ else -1.0
+        z_grid = np.asarray(self.slice_order_, dtype=float)
+        rows = []
+        for x_value in self.x_order_:
+            mine = used[used[self.x] == x_value]
+            cube = mine.pivot_table(index="_rep", columns=[self.slice, self.y], values=self.metric, aggfunc="mean")
+            cube = cube.reindex(columns=pd.MultiIndex.from_product([self.slice_order_, self.y_grid_]))
+            values = cube.to_numpy(dtype=float).reshape(len(cube), len(z_grid), len(self.y_grid_))  # (seeds, z, y)
+            n_seeds = values.shape[0]
+            row: dict[str, Any] = {self.x: x_value, "z_critical": np.nan, "z_low": np.nan, "z_high": np.nan,
+                                   "censored": None, "z_bound": np.nan, "n_seeds": int(n_seeds), "monotone": True,
+                                   "n_crossings": 0, "p_censored_below": np.nan, "p_censored_above": np.nan,
+                                   "best": [np.nan] * len(z_grid), "y_best": [np.nan] * len(z_grid)}
+            notes = []
+            if not n_seeds:
+                rows.append({**row, "note": f"no usable trial at this {self.x}"})
+                continue
+            mean = sign * _nanmean(values, axis=0)  # (z, y)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a z without any cell
+                best = np.nanmax(mean, axis=1)  # (z,)
+            at = np.where(np.isnan(best), 0, np.argmax(np.nan_to_num(mean, nan=-np.inf), axis=1))
+            row["best"] = [float(sign * b) for b in best]
+            row["y_best"] = [float(self.y_grid_[i]) if not np.isnan(b) else np.nan for i, b in zip(at, best,
+                                                                                                   strict=True)]
+            point = last_in_phase(best[None], z_grid, sign * self.threshold)[0][0]
+            inside = (best[~np.isnan(best)] >= sign * self.threshold).astype(int)
+            steps = np.diff(inside)
+            row["n_crossings"] = int(np.count_nonzero(steps))
+            row["monotone"] = bool((steps <= 0).all())
+            if not row["monotone"]:
+                notes.append(f"non-monotone in {self.z}: the best {self.y} leaves and re-enters the phase; "
+                             f"z_critical is the last {self.z} in it")
+            valid_z = z_grid[~np.isnan(best)]
+            if np.isneginf(point):
+                row.update(censored="below", z_bound=float(valid_z[0]))
+                notes.append(f"censored: no {self.y} reaches the phase even at the smallest {self.z} ({valid_z[0]:g})")
+            elif np.isposinf(point):
+                row.update(censored="above", z_bound=float(valid_z[-1]))
+                notes.append(f"censored: some {self.y} still reaches the phase at the largest {self.z} "
+                             f"({valid_z[-1]:g})")
+            else:
+                row["z_critical"] = float(point)
+            if n_seeds < 2 or self.n_boot < 1:
+                notes.append("one seed: no confidence interval" if n_seeds < 2 else "no bootstrap asked for")
+            else:
+                draws = rng.integers(0, n_seeds, size=(self.n_boot, n_seeds))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    boot_best = np.nanmax(sign * _nanmean(values[draws], axis=1), axis=2)  # (n_boot, z)
+                boot, lower, upper = last_in_phase(boot_best, z_grid, sign * self.threshold)
+                keep = ~np.isnan(boot)
+                row["p_censored_below"] = float(np.mean(np.isneginf(boot[keep])))
+                row["p_censored_above"] = float(np.mean(np.isposinf(boot[keep])))
+                if row["censored"] is None:
+                    alpha = 1.0 - self.ci
+                    low = float(np.quantile(lower[keep], alpha / 2, method="inverted_cdf"))
+                    high = float(np.quantile(upper[keep], 1 - alpha / 2, method="inverted_cdf"))
+                    row["z_low"] = low if np.isfinite(low) else np.nan
+                    row["z_high"] = high if np.isfinite(high) else np.nan
+                    if not np.isfinite(low) or not np.isfinite(high):
+                        notes.append("interval open-ended: some bootstrap replicates are censored")
+            rows.append({**row, "note": "; ".join(notes)})
+        table = pd.DataFrame(rows)
+        table["censored"] = pd.Series([c if isinstance(c, str) else None for c in table["censored"]], dtype=object)
+        return table
 
     def _fit_row(
         self, key: dict[str, Any], group: pd.DataFrame, used: pd.DataFrame, reason: pd.Series,
@@ -357,6 +485,12 @@ class PhaseDiagram:
             self.notes_.append(f"{int(b['n_cells_missing'].sum())} missing cell(s) over all rows")
         if self.smooth_ is None:
             self.notes_.append("smooth fit skipped: every usable trial lies on one side of the threshold")
+        if self.z:
+            for side, text in (("below", f"reach the phase at no {self.z}"),
+                               ("above", f"still reach it at the largest {self.z}")):
+                n = int((self.critical_z_["censored"] == side).sum())
+                if n:
+                    self.notes_.append(f"critical {self.z}: {n} {self.x} value(s) {text} (censored {side})")
 
     # --- the smooth boundary --------------------------------------------------------------------------
     def _axis_features(self, values: pd.Series, order: list[Any], numeric: bool, name: str) -> np.ndarray:

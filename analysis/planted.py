@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -102,6 +103,90 @@ def make_phase_trials(
                     "error": None,
                 })
     table = pd.DataFrame(rows)
+    table.insert(0, "status", "TERMINATED")
+    table.insert(0, "trial_id", [f"t{i:05d}" for i in range(len(table))])
+    table.insert(0, "study", study)
+    return table
+
+
+# --- three axes: a planted critical surface and critical z ------------------------------------------------
+def volume_metric(y: np.ndarray, z: float, *, y_half: float, top: float, slope: float, low: float = 0.5,
+                  width: float = 0.5) -> np.ndarray:
+    """Expected metric at (z, y): ``low + (h(z) - low) * sigmoid((log2 y - log2 y_half) / width)`` with the
+    ceiling ``h(z) = clip(top - slope * z, low, 1)``, linear in z: the metric rises with y towards a
+    ceiling that falls with z (as the Bayes ceiling of randlabel_acc falls with aug_noise)."""
+    ceiling = float(np.clip(top - slope * z, low, 1.0))
+    u = (np.log2(np.asarray(y, dtype=float)) - np.log2(y_half)) / width
+    return low + (ceiling - low) / (1 + np.exp(-u))
+
+
+def volume_truth(
+    rows: Mapping[Any, tuple[float, float, float]], *, z_values: Sequence[float], y_values: Sequence[float] = DEFAULT_Y,
+    threshold: float = 0.9, low: float = 0.5, width: float = 0.5,
+) -> tuple[dict[tuple[Any, float], float], dict[Any, float]]:
+    """The planted answer of ``make_volume_trials``: the critical y of each (x, z) (``inf`` where the
+    ceiling is at or below the threshold or the crossing lies beyond the largest y), and the critical z of
+    each x, where the expected metric at the largest y, linear in z, meets the threshold (``inf``: still
+    past it at the largest z; ``-inf``: at none)."""
+    surface, critical_z = {}, {}
+    y_max = float(max(y_values))
+    for x, (y_half, top, slope) in rows.items():
+        for z in z_values:
+            ceiling = float(np.clip(top - slope * z, low, 1.0))
+            q = (threshold - low) / (ceiling - low) if ceiling > low else math.inf
+            y_star = y_half * 2 ** (width * _logit(q)) if q < 1 else math.inf
+            surface[(x, float(z))] = y_star if y_star <= y_max else math.inf
+        at_max = 1 / (1 + math.exp(-(math.log2(y_max) - math.log2(y_half)) / width))
+        z_star = (top - (low + (threshold - low) / at_max)) / slope if slope else math.inf
+        recovered = [volume_metric(np.array([y_max]), z, y_half=y_half, top=top, slope=slope, low=low,
+                                   width=width)[0] >= threshold for z in z_values]
+        critical_z[x] = -math.inf if not any(recovered) else math.inf if recovered[-1] else z_star
+    return surface, critical_z
+
+
+def make_volume_trials(
+    rows: Mapping[Any, tuple[float, float, float]],
+    *,
+    z_values: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8),
+    y_values: Sequence[float] = DEFAULT_Y,
+    x: str = "capacity",
+    y: str = "embedding_dim",
+    z: str = "aug_noise",
+    n_seeds: int = 4,
+    metric: str = "randlabel_acc",
+    low: float = 0.5,
+    width: float = 0.5,
+    noise: float = 0.01,
+    scenario: str = "hypercube",
+    study: str = "planted_volume",
+    random_state: int | None = 0,
+) -> pd.DataFrame:
+    """A ``trials.parquet``-shaped table over (x, y, z): ``rows`` maps each x value to ``(y_half, top,
+    slope)`` of ``volume_metric``; each trial's metric is that plus N(0, noise²), clipped to [0, 1].
+    ``volume_truth`` gives the planted critical surface and critical z."""
+    rng = np.random.default_rng(random_state)
+    out = []
+    for x_value, (y_half, top, slope) in rows.items():
+        base: dict[str, Any] = {"scenario": scenario, "dim": 16, "n_invariant": 3, "loss": "info_nce",
+                                "temperature": 0.1, "encoder": "mlp", "width": 64.0, "depth": 2.0}
+        if x == "capacity":
+            base.update(parse_capacity(str(x_value)))
+        else:
+            base[x] = x_value
+        for z_value in z_values:
+            expected = volume_metric(np.asarray(y_values), z_value, y_half=y_half, top=top, slope=slope, low=low,
+                                     width=width)
+            for seed in range(n_seeds):
+                for y_value, mean in zip(y_values, expected, strict=True):
+                    cfg = {**base, z: z_value, y: y_value, "seed": seed}
+                    value = float(np.clip(mean + rng.normal(0, noise), 0, 1))
+                    n_params = count_params(cfg["encoder"], cfg["width"], cfg["depth"], 16,
+                                            int(cfg.get("embedding_dim", 16)))
+                    out.append({**cfg, metric: value, "probe_acc": float(np.clip(value + rng.normal(0, noise), 0, 1)),
+                                "train_loss": float(4.0 - 0.15 * np.log2(n_params) - value + rng.normal(0, 0.05)),
+                                "diverged": 0, "n_params": n_params, "wall_s": 1.0, "train_s": 0.8, "eval_s": 0.2,
+                                "error": None})
+    table = pd.DataFrame(out)
     table.insert(0, "status", "TERMINATED")
     table.insert(0, "trial_id", [f"t{i:05d}" for i in range(len(table))])
     table.insert(0, "study", study)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis.load import tidy
-from analysis.phase import PhaseDiagram, crossing
+from analysis.phase import PhaseDiagram, crossing, last_in_phase
 from analysis.planted import make_phase_trials
 
 
@@ -48,6 +48,36 @@ def test_crossing_censors_rows_outside_the_range_and_skips_missing_cells():
     assert point[2] == pytest.approx(1 + 0.3 / 0.8 * 2) and (lower[2], upper[2]) == (1.0, 3.0)
     assert np.isnan(point[3]) and np.isnan(lower[3]) and np.isnan(upper[3])
     assert point[4] == pytest.approx(2 + 0.4 / 0.85)
+
+
+def test_last_in_phase_is_the_last_point_at_or_above_the_threshold_interpolated_to_the_next():
+    z = np.array([0.0, 0.2, 0.4, 0.6])
+    best = np.array([
+        [1.0, 0.98, 0.9, 0.7],  # leaves the phase between 0.2 and 0.4
+        [0.8, 0.7, 0.6, 0.5],  # in it at no z
+        [1.0, 1.0, 0.99, 0.97],  # still in it at the largest z
+        [1.0, np.nan, 0.9, 0.7],  # a missing z is skipped
+        [0.96, 0.9, 0.96, 0.8],  # non-monotone: the last z in the phase counts
+        [0.95, 0.9, np.nan, np.nan],  # at the threshold counts as in the phase
+    ])
+    point, lower, upper = last_in_phase(best, z, 0.95)
+    assert point[0] == pytest.approx(0.2 + 0.03 / 0.08 * 0.2) and (lower[0], upper[0]) == (0.2, 0.4)
+    assert point[1] == -np.inf and lower[1] == -np.inf and upper[1] == 0.0
+    assert point[2] == np.inf and lower[2] == 0.6 and upper[2] == np.inf
+    assert point[3] == pytest.approx(0.05 / 0.1 * 0.4) and (lower[3], upper[3]) == (0.0, 0.4)
+    assert point[4] == pytest.approx(0.4 + 0.01 / 0.16 * 0.2)
+    assert point[5] == 0.0
+
+
+def test_z_is_the_slicing_column_and_must_be_numeric(planted):
+    diagram = PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9, z="aug_noise")
+    assert diagram.slice == "aug_noise" and diagram.z == "aug_noise"
+    with pytest.raises(ValueError, match="z is the slicing column"):
+        PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9, z="aug_noise",
+                     slice="dim")
+    with pytest.raises(ValueError, match="z column 'encoder' must be numeric"):
+        fit(planted, z="encoder")
+    assert not hasattr(fit(planted), "critical_z_")  # two axes: no critical z
 
 
 # --- planted boundaries ------------------------------------------------------------------------------

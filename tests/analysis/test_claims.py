@@ -16,7 +16,9 @@ from analysis.claims import (
     judge_inversion,
     judge_minimal_clusters,
     judge_nested,
+    judge_noise_ceiling,
 )
+from analysis.planted import make_volume_trials
 
 
 def _table(rows):
@@ -139,6 +141,32 @@ def test_nested_rule():
     assert judge_nested(_nested()).verdict == "holds"
     assert judge_nested(_nested(shift=4)).verdict == "fails"
     assert judge_nested(_nested(shift=100)).verdict == "inconclusive"
+
+
+NOISE_GRID = (0.0, 0.2, 0.3, 0.4, 0.6, 0.8)  # phase_volume's aug_noise; the theory's critical noise is 0.537
+
+
+def _volume(slopes, linear_top=0.85, n_seeds=2, z_values=NOISE_GRID, random_state=0):
+    """A hypercube volume (s = 3): each MLP's ceiling of randlabel_acc falls linearly with aug_noise from 1 by
+    ``slope``, so it reaches 0.95 up to aug_noise 0.05 / slope; the linear encoder's stays at ``linear_top``."""
+    rows = {"linear": (4.0, linear_top, 0.0)} | {f"mlp-{w}x2": (4.0, 1.0, slope) for w, slope in slopes.items()}
+    return make_volume_trials(rows, z_values=z_values, y_values=(2, 4, 8, 16, 32, 64), n_seeds=n_seeds,
+                              noise=0.003, random_state=random_state)
+
+
+def test_noise_ceiling_rule():
+    at_ceiling = _volume({32: 0.1, 64: 0.09, 128: 0.1})  # critical noise 0.5..0.56: inside [0.4, 0.6)
+    verdict = judge_noise_ceiling(at_ceiling)
+    assert verdict.verdict == "holds", verdict.measured
+    assert verdict.figures["theory_critical_noise"] == pytest.approx(0.537, abs=0.002)
+    assert verdict.figures["interval"]["mlp-32x2"] == [0.4, 0.6]
+    assert verdict.figures["censored"]["linear"] == "below"
+    assert judge_noise_ceiling(_volume({32: 0.1, 64: 0.2, 128: 0.1})).verdict == "fails"  # 64 stops at 0.25
+    assert judge_noise_ceiling(_volume({32: 0.1, 64: 0.05, 128: 0.1})).verdict == "fails"  # beyond the ceiling
+    assert judge_noise_ceiling(_volume({32: 0.1, 64: 0.1, 128: 0.1}, linear_top=0.97)).verdict == "fails"
+    assert judge_noise_ceiling(_volume({32: 0.1, 64: 0.1}, n_seeds=1)).verdict == "inconclusive"
+    short = _volume({32: 0.02, 64: 0.02}, z_values=(0.0, 0.2, 0.4))  # the range stops before the theory's noise
+    assert judge_noise_ceiling(short).verdict == "inconclusive"
 
 
 @pytest.mark.parametrize("name", sorted(CLAIMS))

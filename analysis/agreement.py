@@ -59,15 +59,15 @@ def inside(value: float, low: Any, high: Any, closed: Closed = "right") -> bool:
 
 def agrees(
     value: Any, low: Any, high: Any, censored: Any, theory: Any, censored_theory: Any, *,
-    grid: Sequence[float] | None = None, closed: Closed = "right",
+    grid: Sequence[float] | None = None, closed: Closed = "right", sides: dict[str, str] | None = None,
 ) -> tuple[bool | None, str]:
     """The rule (module docstring) for one fitted boundary against one prediction; returns the verdict
     (None without a prediction) and why, in words. ``grid``: the sampled range (a predicted value
-    beyond it is censored on that side)."""
+    beyond it is censored on that side); ``sides``: the words for a censored side."""
     fitted, predicted = _side(censored), _side(censored_theory)
     if predicted is None and not _finite(theory):
         return None, "no prediction"
-    sides = {"above": "beyond the range", "below": "before the range"}
+    sides = sides or {"above": "beyond the range", "below": "before the range"}
     theory_text = _fmt(theory) if _finite(theory) else sides[predicted]
     if predicted is None and grid is not None and len(grid):
         predicted = "below" if float(theory) < min(grid) else "above" if float(theory) > max(grid) else None
@@ -197,10 +197,11 @@ def compare_critical_z(diagram: PhaseDiagram, predicted: pd.DataFrame) -> pd.Dat
     critical z's interval [z_low, z_high)."""
     table = diagram.critical_z_.merge(predicted, on=diagram.x, how="left")
     grid = [float(v) for v in diagram.slice_order_]
+    sides = {"below": f"in the phase at no {diagram.z}", "above": f"in the phase up to the largest {diagram.z}"}
     agree, reasons, within, delta = [], [], [], []
     for row in table.to_dict("records"):
         ok, why = agrees(row["z_critical"], row["z_low"], row["z_high"], row["censored"], row["z_theory"],
-                         row["censored_theory"], grid=grid, closed="left")
+                         row["censored_theory"], grid=grid, closed="left", sides=sides)
         agree.append(ok)
         reasons.append(why)
         within.append(bool(ok) and _side(row["censored"]) is None)

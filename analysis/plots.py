@@ -80,18 +80,21 @@ def _title(diagram: PhaseDiagram, value: Any) -> str:
 
 def plot_phase_diagram(
     diagram: PhaseDiagram, theory: pd.DataFrame | None = None, *, ax: Axes | Sequence[Axes] | None = None,
-    cmap: str = "viridis",
+    cmap: str = "viridis", references: pd.DataFrame | None = None,
 ) -> Figure:
     """Heat map of the seed-averaged metric over (x, y), one panel per slice, with the fitted
     boundary (white), its bootstrap interval (a translucent box per x), censored rows (triangles at
     the edge they lie beyond) and the theory's boundary (red dashes; ``theory`` from
-    ``analysis.theory.theory_boundaries``)."""
+    ``analysis.theory.theory_boundaries``). ``references`` (``analysis.baselines.cell_references``): the
+    study's baselines as lines on the colour bar, whose scale then spans them too."""
     fig, axes = _panels(len(diagram.slice_order_), ax, extra_width=1.2)
     grid, t_grid = diagram.y_grid_, diagram.y_coord(diagram.y_grid_)
     n_x, n_y = len(diagram.x_order_), len(grid)
     xs = np.arange(n_x, dtype=float)
     means = diagram.cells_["mean"]
     vmin, vmax = float(np.nanmin(means)), float(np.nanmax(means))
+    if references is not None and references["value"].notna().any():  # the colour scale reaches the baselines
+        vmin, vmax = min(vmin, float(references["value"].min())), max(vmax, float(references["value"].max()))
     colormap = colormaps[cmap].with_extremes(bad="0.85")  # missing cells in grey
 
     def pos(values: np.ndarray) -> np.ndarray:
@@ -148,20 +151,69 @@ def plot_phase_diagram(
         if theory["censored_theory"].map(lambda c: isinstance(c, str)).any():
             handles.append(Line2D([], [], marker="^", markerfacecolor="none", markeredgecolor="red", markersize=12,
                                   markeredgewidth=1.5, linestyle="none", label="theory: beyond the range"))
+    styles = _reference_styles(references)
+    handles += [Line2D([], [], marker=">", label=_reference_label(name, references), **style)
+                for name, style in styles.items()]
     fig.legend(handles=handles, loc="outside lower center", ncol=2 if len(axes) == 1 else min(len(handles), 5),
                fontsize=FONT["legend"], frameon=False)
     if image is not None:
         bar = fig.colorbar(image, ax=axes, shrink=0.9)
         bar.set_label(f"{diagram.metric} (seed mean)", fontsize=FONT["label"])
         bar.ax.tick_params(labelsize=FONT["tick"])
+        for name, style in styles.items():  # a line and a pointer per value the baseline takes in the figure
+            for value in references.loc[references["baseline"] == name, "value"].dropna().round(4).unique():
+                bar.ax.axhline(value, **{**style, "linewidth": 2.5})
+                bar.ax.plot([-0.35], [value], marker=">", color=style["color"], markersize=8, clip_on=False,
+                            transform=bar.ax.get_yaxis_transform(), markeredgecolor="white", markeredgewidth=0.5)
     return fig
 
 
-def plot_metric_curves(diagram: PhaseDiagram, *, ax: Axes | Sequence[Axes] | None = None) -> Figure:
-    """Seed-mean metric against y, one line per x, with the seeds' ±1 std band; one panel per slice."""
+# --- baselines as references (analysis.baselines) --------------------------------------------------------
+_ORACLE_COLORS = ("black", "tab:orange", "tab:purple", "tab:brown")
+
+
+def _reference_styles(references: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    """A line style per baseline: the input grey and dashed, each oracle its own colour, dotted."""
+    if references is None or not len(references) or not references["value"].notna().any():
+        return {}
+    styles: dict[str, dict[str, Any]] = {}
+    oracles = 0
+    for name, kind in references[["baseline", "kind"]].drop_duplicates().itertuples(index=False):
+        if kind == "input":
+            styles[name] = {"color": "0.45", "linestyle": "--", "linewidth": 1.4}
+        else:
+            styles[name] = {"color": _ORACLE_COLORS[oracles % len(_ORACLE_COLORS)], "linestyle": ":",
+                            "linewidth": 1.8}
+            oracles += 1
+    return styles
+
+
+def _reference_label(name: str, references: pd.DataFrame, rows: pd.DataFrame | None = None) -> str:
+    """``oracle invariant_coords 0.765`` (or its range where it varies over the figure or panel)."""
+    values = (references if rows is None else rows).loc[lambda f: f["baseline"] == name, "value"].dropna()
+    kind = references.loc[references["baseline"] == name, "kind"].iloc[0]
+    if not len(values):
+        return f"{kind} {name}"
+    low, high = float(values.min()), float(values.max())
+    text = f"{low:.3f}" if high - low < 5e-4 else f"{low:.3f}–{high:.3f}"
+    return f"{kind}: {name} {text}" if kind == "oracle" else f"{name} (x itself) {text}"
+
+
+def plot_metric_curves(diagram: PhaseDiagram, *, ax: Axes | Sequence[Axes] | None = None,
+                       references: pd.DataFrame | None = None) -> Figure:
+    """Seed-mean metric against y, one line per x, with the seeds' ±1 std band; one panel per slice.
+    ``references`` (``analysis.baselines.cell_references``): each baseline as a line along y (one per x
+    where it depends on x, in that x's colour), and, where the input and the best oracle are constant in
+    a panel, a right-hand axis of the normalised metric (0: the input, 1: the best oracle)."""
     fig, axes = _panels(len(diagram.slice_order_), ax)
     colors = colormaps["viridis"](np.linspace(0, 0.9, max(2, len(diagram.x_order_))))
+    styles = _reference_styles(references)
+    if styles and ax is None:  # room for the legend below the panels
+        fig.set_size_inches(fig.get_size_inches() + np.array([0.0, 0.3 * math.ceil((len(diagram.x_order_)
+                                                                                    + len(styles) + 1) / 2)]))
     for panel, value in zip(axes, diagram.slice_order_, strict=True):
+        if styles:
+            _draw_references(panel, diagram, _slice_rows(references, diagram, value), styles, colors, references)
         cells = _slice_rows(diagram.cells_, diagram, value)
         for color, x_value in zip(colors, diagram.x_order_, strict=False):
             line = cells[cells[diagram.x] == x_value].sort_values(diagram.y)
@@ -176,8 +228,45 @@ def plot_metric_curves(diagram: PhaseDiagram, *, ax: Axes | Sequence[Axes] | Non
             panel.set_xscale("log", base=2)
             panel.set_xticks(diagram.y_grid_, [f"{v:g}" for v in diagram.y_grid_])
         _style(panel, diagram.y, f"{diagram.metric} (mean ± std over seeds)", _title(diagram, value))
-    axes[0].legend(title=diagram.x, fontsize=FONT["legend"], title_fontsize=FONT["legend"], loc="best")
+    if styles:  # with the baselines the legend is long: below the panels, clear of the curves
+        fig.legend(*axes[0].get_legend_handles_labels(), title=diagram.x, fontsize=FONT["legend"],
+                   title_fontsize=FONT["legend"], loc="outside lower center", ncol=2, frameon=False)
+    else:
+        axes[0].legend(title=diagram.x, fontsize=FONT["legend"], title_fontsize=FONT["legend"], loc="best")
     return fig
+
+
+def _draw_references(panel: Axes, diagram: PhaseDiagram, rows: pd.DataFrame, styles: dict[str, dict[str, Any]],
+                     colors: np.ndarray, references: pd.DataFrame) -> None:
+    """The baselines of one panel of ``plot_metric_curves`` (see there)."""
+    flat: dict[str, float] = {}
+    for name, style in styles.items():
+        mine = rows[rows["baseline"] == name].dropna(subset=["value"])
+        if not len(mine):
+            continue
+        series = {x: line.sort_values(diagram.y) for x, line in mine.groupby(diagram.x, observed=True, sort=False)}
+        shapes = {tuple(np.round(line["value"].to_numpy(dtype=float), 4)) for line in series.values()}
+        label = _reference_label(name, references, rows)
+        if len(shapes) == 1:  # the same for every x: one line
+            line = next(iter(series.values()))
+            panel.plot(line[diagram.y], line["value"], label=label, zorder=1, **style)
+            if len(set(next(iter(shapes)))) == 1:
+                flat[name] = float(line["value"].iloc[0])
+        else:
+            for color, x_value in zip(colors, diagram.x_order_, strict=False):
+                if x_value in series:
+                    panel.plot(series[x_value][diagram.y], series[x_value]["value"], zorder=1,
+                               **{**style, "color": color})
+            panel.plot([], [], label=f"{label} (per {diagram.x})", **{**style, "color": "0.3"})
+    kinds = references.drop_duplicates("baseline").set_index("baseline")["kind"]
+    oracles = {n: v for n, v in flat.items() if kinds.get(n) == "oracle"}
+    if "input" in flat and oracles:
+        best = max(oracles.values(), key=lambda v: abs(v - flat["input"]))
+        base, gap = flat["input"], best - flat["input"]
+        if abs(gap) >= 1e-3:
+            axis = panel.secondary_yaxis("right", functions=(lambda m: (m - base) / gap, lambda f: base + f * gap))
+            axis.set_ylabel("normalised: 0 input, 1 best oracle", fontsize=FONT["tick"])
+            axis.tick_params(labelsize=FONT["tick"])
 
 
 def _check_columns(trials: pd.DataFrame, *names: str) -> None:
@@ -291,3 +380,116 @@ def plot_agreement(table: pd.DataFrame, diagram: PhaseDiagram, *, ax: Axes | Non
                Line2D([], [], marker="^", color="0.4", linestyle="none", label="censored: beyond the range")]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=FONT["legend"] - 1, frameon=False)
     return fig
+
+
+# --- three axes -------------------------------------------------------------------------------------------
+SMALL_PANEL = (4.2, 3.6)  # inches per panel of a small-multiples grid
+
+
+def _grid_axes(n: int, ncols: int, panel: tuple[float, float], extra: tuple[float, float] = (0.0, 0.0),
+               **kwargs: Any) -> tuple[Figure, list[Axes]]:
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = _figure(panel[0] * ncols + extra[0], panel[1] * nrows + extra[1])
+    axes = list(fig.subplots(nrows, ncols, squeeze=False, **kwargs).ravel())
+    for spare in axes[n:]:
+        fig.delaxes(spare)
+    return fig, axes[:n]
+
+
+def plot_small_multiples(diagram: PhaseDiagram, theory: pd.DataFrame | None = None, *, ncols: int = 3,
+                         **kwargs: Any) -> Figure:
+    """``plot_phase_diagram`` as a grid of small panels, one heat map per value of the third axis
+    (``diagram.z``, or the slice), all on one colour scale, each with its fitted boundary, interval,
+    censored rows and the theory's boundary. ``kwargs`` go to ``plot_phase_diagram``."""
+    _, axes = _grid_axes(len(diagram.slice_order_), ncols, SMALL_PANEL, extra=(1.2, 0.9))
+    return plot_phase_diagram(diagram, theory, ax=axes, **kwargs)
+
+
+def plot_critical_dim(
+    diagram: PhaseDiagram, theory: pd.DataFrame | None = None, critical_z: pd.DataFrame | None = None, *,
+    ncols: int | None = None, ax: Axes | Sequence[Axes] | None = None,
+) -> Figure:
+    """The critical surface cut per x: critical y (e.g. embedding_dim) against z (e.g. aug_noise), one
+    panel per x, with its bootstrap band (shaded; open ends reach the panel's edge), rows censored above
+    or below the y range (triangles at that edge), the x's critical z (black line, its interval grey) and
+    the theory: its critical y along z (``theory``: ``analysis.agreement.theory_surface``, red dashes; red
+    dotted at the top edge where it never crosses) and its critical z (``critical_z``:
+    ``analysis.agreement.compare_critical_z``, red dash-dot)."""
+    if not diagram.slice:
+        raise ValueError("plot_critical_dim needs a PhaseDiagram with a third axis (z=)")
+    x_values = list(diagram.x_order_)
+    if ax is None:
+        ncols = ncols or math.ceil(math.sqrt(len(x_values)))
+        fig, axes = _grid_axes(len(x_values), ncols, SMALL_PANEL, extra=(0.0, 0.9), sharey=True)
+    else:
+        fig, axes = _panels(len(x_values), ax)
+    grid = np.asarray(diagram.y_grid_, dtype=float)
+    log = diagram.log_y_
+    top = grid[-1] * (1.6 if log else 1.0) + (0 if log else 0.1 * np.ptp(grid))
+    bottom = grid[0] / (1.6 if log else 1.0) - (0 if log else 0.1 * np.ptp(grid))
+    z_all = np.asarray(diagram.slice_order_, dtype=float)
+    by_x = {} if critical_z is None else {r[diagram.x]: r for r in critical_z.to_dict("records")}
+    for panel, x_value in zip(axes, x_values, strict=True):
+        rows = diagram.boundary_[diagram.boundary_[diagram.x] == x_value]
+        z = rows[diagram.slice].to_numpy(dtype=float)
+        crit = rows["y_critical"].to_numpy(dtype=float)
+        has_band = ~(rows["y_low"].isna() & rows["y_high"].isna()).to_numpy() & np.isfinite(crit)
+        low = np.where(rows["y_low"].isna(), bottom, rows["y_low"]).astype(float)
+        high = np.where(rows["y_high"].isna(), top, rows["y_high"]).astype(float)
+        panel.fill_between(z, np.where(has_band, low, np.nan), np.where(has_band, high, np.nan), color="tab:blue",
+                           alpha=0.25, linewidth=0, step=None)
+        panel.plot(z, crit, "o-", color="tab:blue", markersize=5, zorder=3)
+        for side, edge, marker in (("above", top, "^"), ("below", bottom, "v")):
+            hit = (rows["censored"] == side).to_numpy()
+            panel.plot(z[hit], np.full(hit.sum(), edge), marker, color="tab:blue", markersize=8, linestyle="none",
+                       zorder=3)
+        if theory is not None and len(theory):
+            mine = theory[theory[diagram.x] == x_value].sort_values(diagram.slice)
+            tz = mine[diagram.slice].to_numpy(dtype=float)
+            ty = mine["y_theory"].to_numpy(dtype=float)
+            panel.plot(tz, ty, "--", color="red", linewidth=1.6, zorder=4)
+            never = (mine["censored_theory"] == "above").to_numpy()
+            panel.plot(tz, np.where(never, top, np.nan), ":", color="red", linewidth=2.5, zorder=4)
+        row = by_x.get(x_value)
+        label = ""
+        if row is not None:
+            if _finite_value(row.get("z_critical")):
+                panel.axvline(row["z_critical"], color="black", linewidth=1.2)
+                if _finite_value(row.get("z_low")) or _finite_value(row.get("z_high")):
+                    lo = row["z_low"] if _finite_value(row.get("z_low")) else z_all[0]
+                    hi = row["z_high"] if _finite_value(row.get("z_high")) else z_all[-1]
+                    panel.axvspan(lo, hi, color="0.5", alpha=0.15, linewidth=0)
+                label = f"critical {diagram.slice} {row['z_critical']:.2f}"
+            elif isinstance(row.get("censored"), str):
+                label = "recovers at no " + diagram.slice if row["censored"] == "below" else \
+                    f"recovers up to {diagram.slice} {row['z_bound']:g}+"
+            if _finite_value(row.get("z_theory")):
+                panel.axvline(row["z_theory"], color="red", linestyle="-.", linewidth=1.2)
+                label += f" (theory {row['z_theory']:.2f})"
+            elif isinstance(row.get("censored_theory"), str):
+                label += " (theory: never)" if row["censored_theory"] == "below" else " (theory: always)"
+        if log:
+            panel.set_yscale("log", base=2)
+        panel.set_yticks(grid, [f"{v:g}" for v in grid])
+        panel.set_ylim(bottom / (1.15 if log else 1.0), top * (1.15 if log else 1.0))
+        span = z_all[-1] - z_all[0] if len(z_all) > 1 else 1.0
+        panel.set_xlim(z_all[0] - 0.04 * span, z_all[-1] + 0.04 * span)
+        panel.set_xticks(z_all, [f"{v:g}" for v in z_all])
+        _style(panel, diagram.slice, f"critical {diagram.y}", f"{x_value}\n{label}".strip())
+    handles = [Line2D([], [], marker="o", color="tab:blue", label=f"fitted critical {diagram.y}"),
+               Patch(color="tab:blue", alpha=0.25, label=f"{diagram.ci:.0%} interval"),
+               Line2D([], [], marker="^", color="tab:blue", linestyle="none", label="censored: beyond the range"),
+               Line2D([], [], color="black", label=f"critical {diagram.slice} (grey: interval)")]
+    if theory is not None and len(theory):
+        handles += [Line2D([], [], color="red", linestyle="--", label=f"theory: critical {diagram.y}"),
+                    Line2D([], [], color="red", linestyle=":", linewidth=2.5, label="theory: never crosses")]
+    if critical_z is not None and critical_z["z_theory"].notna().any():
+        handles.append(Line2D([], [], color="red", linestyle="-.", label=f"theory: critical {diagram.slice}"))
+    ncol = max(2, min(4, len(handles), int(fig.get_size_inches()[0] / 2.8)))  # about 2.8 inches per entry
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=FONT["legend"] - 1, frameon=False)
+    return fig
+
+
+def _finite_value(value: Any) -> bool:
+    return value is not None and not pd.isna(value) and math.isfinite(float(value))

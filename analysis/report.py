@@ -14,11 +14,19 @@ fraction of rows that agree) and the trial counts; and logs the folder as artifa
 ``spec.yaml``; arguments override it (an analysis whose choices differ from those the parent run
 already holds is written to disk only: MLflow params cannot change).
 
-Agreement with the theory, as this report counts it: a row agrees when the theory's value lies in
-the row's bootstrap interval, or when both put the boundary beyond the same end of the range.
-The interval is half-open, ``(y_low, y_high]``: ``y_low`` is a grid point where the metric has not
-yet crossed the threshold in the bootstrap replicates, ``y_high`` one where it has, so a boundary
-at ``y_low`` itself is ruled out by the data. A row without an interval (one seed) does not agree.
+Agreement with the theory is ``analysis.agreement``'s rule, the one the claims and ``clphase verify``
+use: a row agrees when the theory's value lies in the row's bootstrap interval ``(y_low, y_high]``,
+or when both put the boundary beyond the same end of the range; a row without an interval (one
+seed) does not agree.
+
+Three axes. When the slice is numeric with two values or more (``aug_noise``), it is the diagram's
+third axis z: ``phase_diagram.png`` becomes small multiples (one heat map per z, one colour scale),
+``critical_dim.png`` draws the critical y against z per x with its bands and the theory's curve, and
+``summary.json`` holds the ``surface``: every (x, z) cell's critical y with its band, censoring and
+agreement, the fraction of cells that agree and those that do not, and each x's critical z (the
+largest z at which some y still reaches the phase, ``PhaseDiagram.critical_z_``) against the
+theory's. The parent run gets ``z_critical/<x>``, ``z_low/``, ``z_high/``, ``z_censored/`` and
+``critical_z_agreement`` beside the per-row metrics.
 """
 
 from __future__ import annotations
@@ -40,14 +48,17 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from analysis.agreement import compare, summarise
+from analysis.agreement import compare, compare_critical_z, summarise, theory_critical_z, theory_surface
+from analysis.baselines import BASELINES_FILE, Baselines, cell_references, load_baselines
 from analysis.load import ANALYSIS_KEYS, load_analysis_defaults, load_trials, study_dir_of
 from analysis.phase import PhaseDiagram
 from analysis.plots import (
     plot_agreement,
+    plot_critical_dim,
     plot_loss_vs_accuracy,
     plot_metric_curves,
     plot_phase_diagram,
+    plot_small_multiples,
     save_png,
 )
 from analysis.theory import expectations, theory_boundaries
@@ -161,31 +172,6 @@ def _finite(value: Any) -> bool:
     return value is not None and not pd.isna(value) and math.isfinite(float(value))
 
 
-def agreement(table: pd.DataFrame) -> tuple[list[bool | None], list[str]]:
-    """The report's rule (see the module docstring), per row of ``compare``'s table: True/False, None
-    without a prediction; and why, in words."""
-    verdicts: list[bool | None] = []
-    reasons: list[str] = []
-    for row in table.to_dict("records"):
-        fitted, theory = _side(row["censored"]), _side(row["censored_theory"])
-        if theory is None and not _finite(row["y_theory"]):
-            verdicts.append(None)
-            reasons.append("no prediction")
-        elif fitted or theory:
-            verdicts.append(fitted == theory)
-            fitted_text = {"above": f"beyond {_fmt(row.get('y_bound'))}", "below": f"below {_fmt(row.get('y_bound'))}"}
-            reasons.append(f"theory {_theory_text(row)}, fitted {fitted_text.get(fitted, _fmt(row['y_critical']))}")
-        elif not (_finite(row["y_low"]) or _finite(row["y_high"])):
-            verdicts.append(False)
-            reasons.append(f"no interval (one seed): fitted {_fmt(row['y_critical'])}, theory {_theory_text(row)}")
-        else:
-            low = float(row["y_low"]) if _finite(row["y_low"]) else -math.inf
-            high = float(row["y_high"]) if _finite(row["y_high"]) else math.inf
-            verdicts.append(bool(low < float(row["y_theory"]) <= high))
-            reasons.append(f"theory {_theory_text(row)}, fitted {_fmt(row['y_critical'])} in {_interval_text(row)}")
-    return verdicts, reasons
-
-
 def _fmt(value: Any) -> str:
     return "—" if not _finite(value) else f"{float(value):.3g}"
 
@@ -247,6 +233,12 @@ def verdict(summary: dict[str, Any]) -> str:
         if ratio is not None:
             text += (f" Where both are values, the fitted boundary is {2 ** ratio:.2g} times the predicted one on "
                      f"average (mean log2 ratio {ratio:+.2f}).")
+    surface = summary.get("surface")
+    if surface and surface["critical_z_agreement"]["n_predicted"]:
+        z, judged = surface["z"], [r for r in surface["critical_z"] if r["agree"] is not None]
+        text += (f" Critical {z} per {surface['x']} (the largest {z} at which some {surface['y']} still reaches the "
+                 f"phase): " + "; ".join(f"{r[surface['x']]} {_critical_z_text(r, z)}, theory {_z_theory_text(r)}"
+                                         f" ({'agrees' if r['agree'] else 'does not agree'})" for r in judged) + ".")
     claims = summary["theory"]["expectations"]
     if claims:
         held = sum(1 for c in claims if c["holds"])
@@ -256,12 +248,21 @@ def verdict(summary: dict[str, Any]) -> str:
 
 # --- the report --------------------------------------------------------------------------------
 def _figures(diagram: PhaseDiagram, trials: pd.DataFrame, predicted: pd.DataFrame, table: pd.DataFrame,
-             folder: Path) -> tuple[dict[str, str], list[str]]:
+             folder: Path, volume: dict[str, Any] | None = None, references: pd.DataFrame | None = None
+             ) -> tuple[dict[str, str], list[str]]:
     files, notes = {}, []
     has_theory = bool(table["agree"].notna().any())
-    files["phase_diagram"] = save_png(plot_phase_diagram(diagram, predicted if has_theory else None),
+    plot_phase = plot_small_multiples if diagram.z else plot_phase_diagram  # three axes: one small panel per z
+    files["phase_diagram"] = save_png(plot_phase(diagram, predicted if has_theory else None, references=references),
                                       folder / "phase_diagram.png").name
-    files["metric_curves"] = save_png(plot_metric_curves(diagram), folder / "metric_curves.png").name
+    if volume is not None:
+        curve = volume["theory_curve"]
+        has_curve = bool(curve["y_theory"].notna().any() or curve["censored_theory"].notna().any())
+        files["critical_dim"] = save_png(plot_critical_dim(diagram, curve if has_curve else None,
+                                                           volume["critical_z_table"]),
+                                         folder / "critical_dim.png").name
+    files["metric_curves"] = save_png(plot_metric_curves(diagram, references=references),
+                                      folder / "metric_curves.png").name
     if "train_loss" in trials.columns:
         by = diagram.x if diagram.x in ("capacity", "encoder") else "capacity"
         files["loss_vs_accuracy"] = save_png(plot_loss_vs_accuracy(trials, metric=diagram.metric, by=by),
@@ -294,17 +295,23 @@ _CAPTIONS = {
     "phase_diagram": "Seed-mean metric over the plane. White dots: the fitted boundary of each row; translucent "
                      "box: its bootstrap interval; white triangles: rows whose boundary lies beyond that edge of the "
                      "range (censored); red crosses and dashes: the theory's boundary (red open triangles: beyond "
-                     "the range).",
+                     "the range), in the probe's units. Pointers on the colour bar: the baselines (the input x and "
+                     "the oracles, measured without training).",
     "theory_agreement": "Each row's fitted boundary against the theory's, labelled with its row. The bar is "
                         "the fitted interval (a, b]: a row agrees when its bar crosses the diagonal (touching it "
                         "at a is not enough: the metric had not crossed there), or when both sit beyond the same "
                         "end of the range (triangles in a corner).",
+    "critical_dim": "The critical surface cut per x: the fitted critical value along the boundary's axis against "
+                    "the third axis (blue; band: its bootstrap interval; triangles: beyond the range), the x's "
+                    "critical z (black line, grey: its interval [z_low, z_high)), and the theory's critical value "
+                    "(red dashes; red dots at the top: never crosses) and critical z (red dash-dot).",
     "metric_curves": "The metric along the boundary's axis, one line per row: seed mean, band ± one standard "
-                     "deviation over seeds; red dots: the threshold.",
+                     "deviation over seeds; red dots: the threshold; grey dashes: the input x; coloured dots: the "
+                     "oracles; right axis (where the baselines are constant): the normalised metric.",
     "loss_vs_accuracy": "Final contrastive loss against the study's metric, one colour per encoder capacity: a lower "
                         "loss need not mean a better metric across function classes (Saunshi et al. 2022).",
 }
-_FIGURE_ORDER = ("phase_diagram", "theory_agreement", "metric_curves", "loss_vs_accuracy")
+_FIGURE_ORDER = ("phase_diagram", "critical_dim", "theory_agreement", "metric_curves", "loss_vs_accuracy")
 
 
 def _boundary_table(table: pd.DataFrame, keys: list[str], d: dict[str, Any]) -> str:
@@ -326,6 +333,132 @@ def _boundary_table(table: pd.DataFrame, keys: list[str], d: dict[str, Any]) -> 
             body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     return ("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
             + "".join(body) + "</tbody></table>")
+
+
+def _surface_html(surface: dict[str, Any]) -> str:
+    """The critical z of each x against the theory's, the fraction of (x, z) cells that agree and those that
+    do not."""
+    esc = html.escape
+    x, z = surface["x"], surface["z"]
+    head = [x, f"critical {z}", "theory", "agrees", "why"]
+    body = []
+    for row in surface["critical_z"]:
+        mark = {True: "<span class='ok'>yes</span>", False: "<span class='bad'>no</span>"}.get(row["agree"], "—")
+        cells = [esc(str(row[x])), esc(_critical_z_text(row, z)), esc(_z_theory_text(row)), mark,
+                 esc(row["agree_reason"])]
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    a = surface["agreement"]
+    cells_text = (f"{a['n_agree']} of {a['n_predicted']} ({x}, {z}) cells with a prediction agree with the theory "
+                  f"({a['fraction_agree']:.0%})." if a["n_predicted"] else "The theory predicts no cell.")
+    disagree = "".join(f"<li>{esc(str(d[x]))}, {esc(z)} {d[z]:g}: {esc(d['reason'])}</li>" for d in surface["disagree"])
+    return (f"<h2>Critical {esc(z)}</h2><p>For each {esc(x)}, the largest {esc(z)} at which some "
+            f"{esc(surface['y'])} still reaches the phase (interpolated; interval [z_low, z_high) from resampling "
+            "the seeds):</p><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+            + f"<h2>Critical surface against the theory</h2><p>{esc(cells_text)}</p>"
+            + (f"<p>Not agreeing:</p><ul class='muted'>{disagree}</ul>" if disagree else ""))
+
+
+def _num(value: Any) -> str:
+    return "—" if not _finite(value) else f"{float(value):.3f}"
+
+
+def _baselines_summary(diagram: PhaseDiagram, trials: pd.DataFrame, predicted: pd.DataFrame,
+                       baselines: Baselines | None, keys: list[str]) -> dict[str, Any] | None:
+    """The study's baselines for the report: the table (mean and std over seeds per baseline and setting, every
+    metric), the parent run's metrics, and per row of the diagram its best cell raw and normalised beside the
+    input, the best oracle, the probe's ceiling (the row's ideal oracle) and the theory's ceiling."""
+    if baselines is None:
+        return None
+    metric = diagram.metric
+    out: dict[str, Any] = {"file": BASELINES_FILE, "metric": metric, "settings": baselines.varying_keys(),
+                           "table": _records(baselines.table()), "metrics": baselines.parent_metrics(),
+                           "rows": [], "line": ""}
+    if metric not in baselines.metrics:
+        out["note"] = f"{BASELINES_FILE} does not measure {metric}"
+        return out
+    ok = trials[trials["status"] == "TERMINATED"] if "status" in trials.columns else trials
+    ok = ok[pd.to_numeric(ok[metric], errors="coerce").notna()]
+    values, normalised = baselines.values(ok, metric), baselines.normalised(ok, metric)
+    best = baselines.best_oracle(values)
+    theory = {tuple(str(r[k]) for k in keys): r for r in predicted.to_dict("records")}
+    for row in diagram.boundary_[keys].to_dict("records"):
+        mask = np.ones(len(ok), dtype=bool)
+        for k in keys:
+            mask &= (ok[k].astype(object) == row[k]).to_numpy()
+        mine = ok[mask]
+        if not len(mine):
+            continue
+        cells = mine.groupby(diagram.y)[metric].mean()
+        at = mine.index[mine[diagram.y] == cells.idxmax()]
+        names = best.loc[at].dropna()
+        oracle = str(names.mode().iloc[0]) if len(names) else None
+        t = theory.get(tuple(str(row[k]) for k in keys), {})
+        out["rows"].append({**row, diagram.y: cells.idxmax(), "plateau": cells.max(),
+                            "normalised": normalised.loc[at].mean(), "input": values.loc[at, "input"].mean(),
+                            "best_oracle": oracle,
+                            "best_oracle_value": values.loc[at, oracle].mean() if oracle else None,
+                            "oracle": t.get("oracle"), "oracle_value": t.get("oracle_value"),
+                            "theory_ceiling": t.get("theory_ceiling"), "theory_readout": t.get("theory_readout")})
+    per = baselines.table([metric])
+    parts = []
+    for name, group in per.groupby("baseline", sort=False):
+        low, high = group[metric].min(), group[metric].max()
+        text = _num(low) if not _finite(high) or high - low < 5e-4 else f"{_num(low)}–{_num(high)}"
+        kind = group["kind"].iloc[0]
+        parts.append(f"input {text}" if kind == "input" else f"oracle `{name}` {text}")
+    where = f" over {', '.join(out['settings'])}" if out["settings"] else ""
+    out["line"] = (f"**Baselines** of `{metric}` (no training; seed means{where}): {'; '.join(parts)}. Normalised, "
+                   "a metric runs from 0 (the input) to 1 (the best oracle).")
+    return out
+
+
+def _baselines_html(baselines: dict[str, Any], keys: list[str]) -> str:
+    """The baselines table and the rows read against it (raw and normalised), with each theory ceiling's
+    read-out."""
+    esc = html.escape
+    metric, settings = baselines["metric"], baselines["settings"]
+    parts = [f"<h2>Baselines</h2><p>Every metric measured without training, with the trials' own held-out samples, "
+             f"probes and seeds (<code>{esc(baselines['file'])}</code>): the <b>input</b> x, the floor an encoder "
+             "must beat, and the <b>oracles</b>, the representations the theory names as ideal for a function "
+             f"class. The normalised {esc(metric)} is (m − input) / (best oracle − input): 0 is what x alone gives, "
+             "1 the ideal representation.</p>"]
+    if baselines.get("note"):
+        return parts[0] + f"<p class='muted'>{esc(baselines['note'])}</p>"
+    head = ["baseline", "kind", "dims", *settings, "seeds", f"{metric} (mean ± std)", "ideal for"]
+    body = []
+    for row in baselines["table"]:
+        spread = f" ± {row[metric + '_std']:.3f}" if _finite(row.get(metric + "_std")) else ""
+        cells = [row["baseline"], row["kind"], str(row["dims"]), *[_value(row[k]) for k in settings],
+                 str(row["n_seeds"]), f"{_num(row.get(metric))}{spread}", row["ideal_for"]]
+        body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells[:-1])
+                    + f"<td style='text-align:left;white-space:normal'>{esc(cells[-1])}</td></tr>")
+    parts.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
+                 + "".join(body) + "</tbody></table>")
+    rows = baselines["rows"]
+    if rows:
+        y = next(k for k in rows[0] if k not in keys)
+        readouts = list(dict.fromkeys(r["theory_readout"] for r in rows if r.get("theory_readout")))
+        head = [*keys, f"best {y}", metric, "normalised", "input", "best oracle", "probe's ceiling", "theory's ceiling"]
+        body = []
+        for r in rows:
+            probe = f"{_num(r['oracle_value'])} ({r['oracle']})" if r.get("oracle") else "—"
+            mark = f" [{readouts.index(r['theory_readout']) + 1}]" if r.get("theory_readout") else ""
+            cells = [*[_value(r[k]) for k in keys], _value(r[y]), _num(r["plateau"]), _num(r["normalised"]),
+                     _num(r["input"]), f"{_num(r['best_oracle_value'])} ({r['best_oracle']})" if r["best_oracle"]
+                     else "—", probe, f"{_num(r.get('theory_ceiling'))}{mark}" if mark else "—"]
+            body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+        parts.append(f"<h2>Rows against the baselines</h2><p>Each row's best cell (its highest seed-mean "
+                     f"{esc(metric)}), raw and normalised. The probe's ceiling is the row's ideal oracle as this "
+                     "study's probe measures it; the theory's ceiling is the plateau the theory predicts for the "
+                     "read-out it assumes. Where the two differ, the theory's boundary is judged in the probe's "
+                     "units: a threshold above the probe's ceiling is predicted never reached.</p>"
+                     "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
+                     + "".join(body) + "</tbody></table>")
+        if readouts:
+            parts.append("<p class='muted'>Read-outs the theory assumes: " + "; ".join(
+                f"[{i}] {esc(text)}" for i, text in enumerate(readouts, 1)) + ".</p>")
+    return "\n".join(parts)
 
 
 def _answer_class(agreement_: dict[str, Any]) -> str:
@@ -358,6 +491,8 @@ def _html(summary: dict[str, Any], table: pd.DataFrame, keys: list[str], folder:
         parts.append(f"<h2>{esc(name.replace('_', ' ').capitalize())}</h2>"
                      f"<img alt='{esc(name)}' src='data:image/png;base64,{data}'>"
                      f"<p class='muted'>{esc(_CAPTIONS.get(name, ''))}</p>")
+        if name == "critical_dim" and summary.get("surface"):
+            parts.append(_surface_html(summary["surface"]))
         if name == "phase_diagram":
             parts.append("<h2>Boundaries</h2>" + _boundary_table(table, keys, d)
                          + "<p class='muted'>An interval (a, b] says the metric has not crossed the threshold at "
@@ -365,6 +500,8 @@ def _html(summary: dict[str, Any], table: pd.DataFrame, keys: list[str], folder:
             row_notes = [f"{_row_name(r, keys)}: {r['note']}" for r in table.to_dict("records") if r.get("note")]
             if row_notes:
                 parts.append("<ul class='muted'>" + "".join(f"<li>{esc(n)}</li>" for n in row_notes) + "</ul>")
+    if summary.get("baselines"):
+        parts.append(_baselines_html(summary["baselines"], keys))
     theory = summary["theory"]
     if theory["notes"] or theory["expectations"]:
         parts.append("<h2>Theory</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in theory["notes"]) + "".join(
@@ -390,7 +527,14 @@ def _description(summary: dict[str, Any], table: pd.DataFrame, keys: list[str]) 
             f"**Expectation.** {spec['expect']}" if spec.get("expect") else "",
             f"Boundary of `{d['metric']} {side} {d['threshold']:g}` along `{d['y']}`, per `{d['x']}`"
             + (f" and `{d['slice']}`" if d["slice"] else "") + f" ({d['ci']:.0%} bootstrap intervals):"]
+    surface = summary.get("surface")
+    if surface:  # the critical z first: the table below may be cut at the description's length
+        head.insert(3, f"**Critical `{surface['z']}`** (the largest at which some `{surface['y']}` reaches the "
+                    "phase): " + "; ".join(f"{r[surface['x']]} {_critical_z_text(r, surface['z'])} (theory "
+                                           f"{_z_theory_text(r)})" for r in surface["critical_z"]) + ".")
     has_theory = bool(table["agree"].notna().any())
+    if (summary.get("baselines") or {}).get("line"):  # before the table's lead-in, the last of head
+        head.insert(len(head) - 1, summary["baselines"]["line"])
     columns = [*keys, f"critical {d['y']}", "interval"] + (["theory", "agrees"] if has_theory else [])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     tail = "Plots and the full report: artifacts `phase/report.html` and `phase/*.png`."
@@ -419,11 +563,27 @@ def _answer(summary: dict[str, Any], table: pd.DataFrame, trials: pd.DataFrame, 
             if _finite(row[column]):
                 metrics[f"{column}/{label}"] = float(f"{float(row[column]):.4g}")  # an interpolation: 4 digits
         metrics[f"censored/{label}"] = {"above": 1.0, "below": -1.0}.get(_side(row["censored"]), 0.0)
+    surface = summary.get("surface")
+    for row in surface["critical_z"] if surface else []:
+        label = re.sub(r"[^\w.\- ]", "_", str(row[surface["x"]]))
+        for column in ("z_critical", "z_low", "z_high"):
+            if _finite(row[column]):
+                metrics[f"{column}/{label}"] = float(f"{float(row[column]):.4g}")
+        metrics[f"z_censored/{label}"] = {"above": 1.0, "below": -1.0}.get(_side(row["censored"]), 0.0)
+        if _finite(row["z_theory"]):
+            metrics[f"z_theory/{label}"] = float(f"{float(row['z_theory']):.4g}")
+    if surface and surface["critical_z_agreement"]["n_predicted"]:
+        metrics["critical_z_agreement"] = round(float(surface["critical_z_agreement"]["fraction_agree"]), 4)
     agreement_ = summary["theory"]["agreement"]
     if agreement_["n_predicted"]:
         metrics["theory_agreement"] = round(float(agreement_["fraction_agree"]), 4)
         metrics["theory_rows_agree"] = float(agreement_["n_agree"])
         metrics["theory_rows_predicted"] = float(agreement_["n_predicted"])
+    baselines = summary.get("baselines") or {}
+    metrics.update(baselines.get("metrics") or {})  # baseline/<name>/<metric>[/<setting>], as clphase run logs them
+    for row in baselines.get("rows") or []:
+        if _finite(row.get("normalised")):
+            metrics[f"normalised_plateau/{_metric_label(row, keys)}"] = round(float(row["normalised"]), 4)
     status = trials["status"] if "status" in trials.columns else pd.Series("TERMINATED", index=trials.index)
     diverged = trials["diverged"].fillna(0).astype(float) > 0 if "diverged" in trials.columns else status.isna()
     metrics.update(trials_total=float(len(trials)), trials_done=float((status == "TERMINATED").sum()),
@@ -461,6 +621,67 @@ def _log_answer(run_id: str, summary: dict[str, Any], table: pd.DataFrame, trial
     return f"answer (description, {len(params)} params, {len(metrics)} metrics) and {PHASE_DIR}/ logged to"
 
 
+# --- three axes: the critical surface and the critical z --------------------------------------------------
+def _third_axis(trials: pd.DataFrame, slice: str | None) -> str | None:
+    """The slice as the diagram's third axis z: when it is numeric with two values or more."""
+    if not slice or slice not in trials.columns or not pd.api.types.is_numeric_dtype(trials[slice]):
+        return None
+    return slice if trials[slice].nunique() >= 2 else None
+
+
+def _volume(diagram: PhaseDiagram, trials: pd.DataFrame, table: pd.DataFrame, keys: list[str]) -> dict[str, Any]:
+    """The surface and the critical z against the theory: tables for the figures, records for summary.json."""
+    critical = compare_critical_z(diagram, theory_critical_z(diagram, trials))
+    z_grid = np.asarray(diagram.slice_order_, dtype=float)
+    fine = np.linspace(z_grid[0], z_grid[-1], 41)
+    edges = [v for v in critical["z_theory"].dropna() if z_grid[0] <= v <= z_grid[-1]]  # the curve's steps
+    fine = np.unique(np.round(np.concatenate([fine, z_grid, edges, [v * (1 - 1e-6) for v in edges]]), 9))
+    curve = theory_surface(diagram, trials, fine)
+    cells = table[table["agree"].notna()]
+    n, k = len(cells), int(cells["agree"].astype(bool).sum())
+    judged = critical[critical["agree"].notna()]
+    surface_columns = keys + ["y_critical", "y_low", "y_high", "censored", "y_bound", "n_seeds", "y_theory",
+                              "censored_theory", "agree", "agree_reason"]
+    z_columns = [diagram.x, "z_critical", "z_low", "z_high", "censored", "z_bound", "n_seeds", "monotone", "best",
+                 "y_best", "note", "z_theory", "censored_theory", "theory_note", "agree", "agree_reason", "delta"]
+    return {
+        "critical_z_table": critical, "theory_curve": curve,
+        "record": {
+            "x": diagram.x, "y": diagram.y, "z": diagram.z, "z_grid": z_grid,
+            "cells": _records(table[surface_columns]),
+            "agreement": {"n_cells": int(len(table)), "n_predicted": n, "n_agree": k,
+                          "fraction_agree": k / n if n else None},
+            "disagree": [{diagram.x: r[diagram.x], diagram.z: r[diagram.z], "reason": r["agree_reason"]}
+                         for r in table.to_dict("records") if r["agree"] is False],
+            "critical_z": _records(critical[z_columns]),
+            "critical_z_agreement": {
+                "n_predicted": int(len(judged)), "n_agree": int(judged["agree"].astype(bool).sum()),
+                "fraction_agree": float(judged["agree"].astype(bool).mean()) if len(judged) else None},
+        },
+    }
+
+
+def _critical_z_text(row: dict[str, Any], z: str) -> str:
+    side = _side(row["censored"])
+    if side == "below":
+        return f"recovers at no {z} sampled"
+    if side == "above":
+        return f"still recovers at the largest {z} ({_fmt(row['z_bound'])})"
+    interval = "" if not (_finite(row["z_low"]) or _finite(row["z_high"])) else \
+        f" in [{_fmt(row['z_low']) if _finite(row['z_low']) else '−∞'}, " \
+        f"{_fmt(row['z_high']) if _finite(row['z_high']) else '∞'})"
+    return f"{_fmt(row['z_critical'])}{interval}"
+
+
+def _z_theory_text(row: dict[str, Any]) -> str:
+    side = _side(row.get("censored_theory"))
+    if side == "below":
+        return "never recovers"
+    if side == "above":
+        return "recovers at every z"
+    return _fmt(row.get("z_theory"))
+
+
 def analyze(
     study_dir_or_parquet: str | Path,
     *,
@@ -493,18 +714,14 @@ def analyze(
         else study_dir.name
     diagram = PhaseDiagram(
         x=chosen["x"], y=chosen["y"], metric=chosen["metric"], threshold=chosen["threshold"],
-        slice=chosen.get("slice"), increasing=chosen.get("increasing"),
+        slice=chosen.get("slice"), z=_third_axis(trials, chosen.get("slice")), increasing=chosen.get("increasing"),
         n_boot=int(chosen.get("n_boot", 1000)), random_state=random_state,
     ).fit(trials)
     keys = [diagram.x] + ([diagram.slice] if diagram.slice else [])
-    predicted = theory_boundaries(diagram, trials)
+    baselines = load_baselines(study_dir)  # oracles and input (analysis.baselines); None for an older study
+    predicted = theory_boundaries(diagram, trials, baselines)
     table = compare(diagram, predicted)
-    # the report's rule replaces compare()'s (which also accepts one grid step off, and a censored row
-    # whose prediction is near the edge): see the module docstring
-    verdicts, reasons = agreement(table)
-    table["agree"] = pd.Series(verdicts, index=table.index, dtype=object)
-    table["within_ci"] = [bool(v) and _side(r) is None for v, r in zip(verdicts, table["censored"], strict=True)]
-    table["agree_reason"] = reasons
+    volume = _volume(diagram, trials, table, keys) if diagram.z else None
     claims = expectations(trials)
     from study.tracking import spec_head
 
@@ -513,7 +730,8 @@ def analyze(
 
     folder = Path(out_dir) if out_dir else study_dir / PHASE_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    figures, figure_notes = _figures(diagram, trials, predicted, table, folder)
+    figures, figure_notes = _figures(diagram, trials, predicted, table, folder, volume,
+                                     references=cell_references(diagram, trials, baselines))
 
     run_id, message = (None, "MLflow logging turned off")
     if log_to_mlflow:
@@ -546,6 +764,8 @@ def analyze(
             "notes": sorted({n for n in predicted["theory_note"] if n}),
             "expectations": claims,
         },
+        "surface": volume["record"] if volume else None,
+        "baselines": _baselines_summary(diagram, trials, predicted, baselines, keys),
         "files": {"figures": figures, "summary": "summary.json", "report": "report.html", "dir": str(folder.resolve())},
         "mlflow": {"tracking_uri": tracking_uri, "parent_run_id": run_id, "logged": False, "message": message},
     }

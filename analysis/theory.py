@@ -19,13 +19,23 @@ make no quantitative prediction. ``PREDICTIONS`` maps scenario names to those fu
   high once embedding_dim >= content dim), style discarded (``style_r2`` falls with aug_noise).
 - nested_clusters (HaoChen & Ma 2022): group recovery needs embedding_dim ~ n_groups, not the
   number of sub-clusters r0 = n_groups · n_sub.
+
+Theory in the units of the measurement: each prediction states the read-out it assumes (``readout``:
+the 0-1-optimal halfspace, the Bayes classifier, population least squares, ...), the plateau it predicts
+in that read-out (``ceiling``) and the study's baseline that is ideal for the row's function class
+(``oracle``, see ``trainables.baselines``). The study's own probe (an L2 logistic regression, a kernel
+ridge fitted on half the held-out sample) may not reach the theory's read-out: on XOR-type labellings of
+the hypercube a logistic probe of the invariant coordinates scores about chance where the best halfspace
+scores 3/4. Given the oracle's measured value (the probe's own ceiling), ``predict`` judges the
+threshold against that: a phase whose threshold the probe cannot reach even on the ideal representation
+is predicted "never reached" (``in_probe_units``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from itertools import combinations
 from typing import Any
@@ -40,11 +50,17 @@ THRESHOLD_FUNCTION_COUNTS = (2, 4, 14, 104, 1882, 94572, 15028134, 8378070864, 1
 
 @dataclass(frozen=True)
 class TheoryBoundary:
-    """A predicted boundary along ``y``: a value, or a side of every range (``censored``)."""
+    """A predicted boundary along ``y``: a value, or a side of every range (``censored``); the read-out it
+    assumes, the metric's plateau in that read-out, and the baseline ideal for the row (see the module
+    docstring); ``probe_ceiling``: that baseline's measured value, once ``in_probe_units`` has seen it."""
 
     y_critical: float = math.nan
     censored: str | None = None  # "below": past the threshold at any y; "above": never past it
     note: str = ""
+    readout: str = ""
+    ceiling: float = math.nan
+    oracle: str | None = None
+    probe_ceiling: float = math.nan
 
 
 # --- hypercube ----------------------------------------------------------------------------------
@@ -280,6 +296,18 @@ def _nonlinear(encoder: Any) -> bool:
     return encoder is not None and str(encoder) != "linear"
 
 
+def _stated(found: TheoryBoundary | None, readout: str, ceiling: float = math.nan,
+            oracle: str | None = None) -> TheoryBoundary | None:
+    """``found`` with the read-out it assumes, its plateau in that read-out and the row's ideal baseline."""
+    return None if found is None else replace(found, readout=readout, ceiling=float(ceiling), oracle=oracle)
+
+
+# The read-outs the hypercube's predictions assume (HaoChen & Ma 2022 count decodable labellings).
+HALFSPACE_READOUT = "the 0-1-optimal halfspace: the best threshold function of the s invariant bits"
+LINEAR_READOUT = "any linear read-out of the embedding (the 2^s cluster means in general position)"
+BAYES_READOUT = "the Bayes classifier on x = b + aug_noise eps"
+
+
 def predict_hypercube(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
                       increasing: bool = True) -> TheoryBoundary | None:
     """randlabel_acc along embedding_dim (at the row's aug_noise) or along aug_noise (at its embedding_dim).
@@ -301,37 +329,46 @@ def predict_hypercube(params: Mapping[str, Any], *, y: str, metric: str, thresho
         if linear or (width is not None and int(width) < 2**s):
             cap = linear_ceiling if linear else math.nan
             if math.isnan(cap):
-                return TheoryBoundary(censored="below" if not increasing else "above", note=(
-                    f"{encoder} with embedding_dim {width} < 2^{s}: not every labelling is decodable at any noise"))
-            return _constant(cap, threshold, increasing,
-                             f"linear encoder: randlabel_acc at most {cap:.3f}{kind} at any aug_noise")
+                return _stated(TheoryBoundary(censored="below" if not increasing else "above", note=(
+                    f"{encoder} with embedding_dim {width} < 2^{s}: not every labelling is decodable at any noise")),
+                    LINEAR_READOUT)
+            return _stated(_constant(cap, threshold, increasing,
+                                     f"linear encoder: randlabel_acc at most {cap:.3f}{kind} at any aug_noise"),
+                           HALFSPACE_READOUT, cap, "invariant_coords")
         if not 0.5 < threshold < 1:
             return None
         sigma = hypercube_critical_noise(s, threshold)
-        return TheoryBoundary(sigma, note=(
+        return _stated(TheoryBoundary(sigma, note=(
             f"{encoder}: recovers the {2**s} clusters while the Bayes ceiling of randlabel_acc (the best any "
-            f"encoder can do on x = b + aug_noise eps) is above {threshold:g}: up to aug_noise = {sigma:.3f}"))
+            f"encoder can do on x = b + aug_noise eps) is above {threshold:g}: up to aug_noise = {sigma:.3f}")),
+            BAYES_READOUT, oracle="cluster_posterior")
     noise = float(_get(params, "aug_noise") or 0.0)
     bayes = hypercube_bayes_ceiling(s, round(noise, 6))
+    oracle = "invariant_coords" if linear else "cluster_posterior"
     if bayes.value < threshold:
-        return TheoryBoundary(censored="above", note=(
+        return _stated(TheoryBoundary(censored="above", note=(
             f"Bayes ceiling {bayes.value:.3f} < threshold {threshold:g} at aug_noise {noise:g}: no encoder "
-            "recovers the clusters at any embedding_dim"))
+            "recovers the clusters at any embedding_dim")), BAYES_READOUT, bayes.value, oracle)
     if linear:
         ceiling = min(linear_ceiling, bayes.value)
         if threshold > ceiling:
-            return TheoryBoundary(censored="above", note=(
+            return _stated(TheoryBoundary(censored="above", note=(
                 f"linear encoder: randlabel_acc ceiling {ceiling:.3f}{kind} < threshold {threshold:g} at any "
                 f"embedding_dim: only labellings that are threshold functions of the {s} invariant bits are "
-                "decodable (HaoChen & Ma 2022)"))
+                "decodable (HaoChen & Ma 2022)")), HALFSPACE_READOUT, ceiling, oracle)
         if s > EXACT_MAX_S:
             return None
-        return TheoryBoundary(float(s), note=(
+        return _stated(TheoryBoundary(float(s), note=(
             f"linear encoder: ceiling {ceiling:.3f} >= threshold, reached once embedding_dim holds the "
-            f"{s} invariant directions"))
-    return TheoryBoundary(float(hypercube_mlp_critical_dim(s)), note=(
+            f"{s} invariant directions")), HALFSPACE_READOUT, ceiling, oracle)
+    return _stated(TheoryBoundary(float(hypercube_mlp_critical_dim(s)), note=(
         f"{encoder}: embedding_dim ~ 2^{s} = {2**s} makes every labelling of the {2**s} clusters "
-        f"linearly decodable (HaoChen & Ma 2022); Bayes ceiling {bayes.value:.3f} at aug_noise {noise:g}"))
+        f"linearly decodable (HaoChen & Ma 2022); Bayes ceiling {bayes.value:.3f} at aug_noise {noise:g}")),
+        f"{LINEAR_READOUT}; its plateau: {BAYES_READOUT}", bayes.value, oracle)
+
+
+PCA_READOUT = "population PCA of the mixture's covariance (closed form)"
+SUBSPACE_READOUT = "principal angles of the encoder's linearised subspace with the Fisher subspace (population)"
 
 
 def predict_gmm(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
@@ -348,29 +385,31 @@ def predict_gmm(params: Mapping[str, Any], *, y: str, metric: str, threshold: fl
         if y == "nuisance_std":
             low = gmm_pca_overlap(k, dim, 10 * (1 + between), between)
             if not low < threshold <= 1.0:
-                return _constant(1.0 if threshold <= low else low, threshold, increasing, "PCA overlap")
-            return TheoryBoundary(gmm_pca_critical_nuisance(between), note=(
+                return _stated(_constant(1.0 if threshold <= low else low, threshold, increasing, "PCA overlap"),
+                               PCA_READOUT)
+            return _stated(TheoryBoundary(gmm_pca_critical_nuisance(between), note=(
                 f"PCA finds the mean subspace while 1 + separation²/(2K) = {1 + between:.3g} > nuisance_std²: "
-                f"boundary at nuisance_std = {gmm_pca_critical_nuisance(between):.3g}"))
+                f"boundary at nuisance_std = {gmm_pca_critical_nuisance(between):.3g}")), PCA_READOUT)
         nuisance = _get(params, "nuisance_std")
         if nuisance is None or y in ("separation", "n_clusters", "dim"):
             return None
-        return _constant(gmm_pca_overlap(k, dim, nuisance, between), threshold, increasing,
-                         "PCA overlap does not depend on the encoder")
+        return _stated(_constant(gmm_pca_overlap(k, dim, nuisance, between), threshold, increasing,
+                                 "PCA overlap does not depend on the encoder"), PCA_READOUT)
     if metric == "subspace_overlap" and str(encoder) == "linear":
         if (_get(params, "aug_noise") or 0.0) >= 1.0:
             return None  # positives from a uniformly drawn component: no signal to recover
         if y == "embedding_dim":
-            return TheoryBoundary(max(1.0, threshold * (k - 1)), note=(
+            return _stated(TheoryBoundary(max(1.0, threshold * (k - 1)), note=(
                 f"linear InfoNCE recovers the {k - 1}-dim Fisher subspace (Bansal et al. 2024); an embedding of "
-                f"E < {k - 1} dims holds E/{k - 1} of it"))
+                f"E < {k - 1} dims holds E/{k - 1} of it")), SUBSPACE_READOUT, 1.0, "fisher_projection")
         if y in ("nuisance_std", "separation", "aug_noise"):
             width = _get(params, "embedding_dim")
             best = 1.0 if width is None else min(int(width), k - 1) / (k - 1)
-            return _constant(best, threshold, increasing,
-                             f"linear InfoNCE keeps the Fisher subspace at any {y} < 1 (Bansal et al. 2024)"
-                             if y == "aug_noise" else
-                             f"linear InfoNCE keeps the Fisher subspace at any {y} (Bansal et al. 2024)")
+            return _stated(_constant(best, threshold, increasing,
+                                     f"linear InfoNCE keeps the Fisher subspace at any {y} < 1 (Bansal et al. 2024)"
+                                     if y == "aug_noise" else
+                                     f"linear InfoNCE keeps the Fisher subspace at any {y} (Bansal et al. 2024)"),
+                           SUBSPACE_READOUT, best, "fisher_projection")
     return None
 
 
@@ -379,9 +418,10 @@ def predict_sphere_mixing(params: Mapping[str, Any], *, y: str, metric: str, thr
     latent = _get(params, "latent_dim")
     if metric != "r2_linear" or y != "embedding_dim" or latent is None or not _nonlinear(_get(params, "encoder")):
         return None
-    return TheoryBoundary(float(latent), note=(
+    return _stated(TheoryBoundary(float(latent), note=(
         f"InfoNCE inverts g up to an orthogonal map once embedding_dim >= latent_dim = {latent} "
-        "(Zimmermann et al. 2021; kappa moderate)"))
+        "(Zimmermann et al. 2021; kappa moderate)")),
+        "population least squares from the embedding to z (R^2 = 1 for an orthogonal map)", 1.0, "latent")
 
 
 def predict_content_style(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
@@ -393,13 +433,17 @@ def predict_content_style(params: Mapping[str, Any], *, y: str, metric: str, thr
         width = _get(params, "embedding_dim")
         if width is not None and int(width) < int(content):
             return None
-        return _constant(1.0, threshold, increasing,
-                         "contrastive learning keeps the content at any augmentation strength (Bizeul et al. 2024)")
+        return _stated(_constant(1.0, threshold, increasing, "contrastive learning keeps the content at any "
+                                 "augmentation strength (Bizeul et al. 2024)"), CONTENT_READOUT, 1.0, "content")
     if y != "embedding_dim":
         return None
-    return TheoryBoundary(float(content), note=(
+    return _stated(TheoryBoundary(float(content), note=(
         f"contrastive learning keeps the {content} content dims (Bizeul et al. 2024): "
-        "content_r2 high once embedding_dim >= content_dim"))
+        "content_r2 high once embedding_dim >= content_dim")), CONTENT_READOUT, 1.0, "content")
+
+
+CONTENT_READOUT = "any regression of the content on the embedding (population R^2 = 1)"
+NESTED_READOUT = "any linear read-out of the embedding (the cluster means in general position)"
 
 
 def nested_augmentation_components(n_groups: int, n_sub: int, aug_noise: float) -> int:
@@ -421,17 +465,18 @@ def predict_nested_clusters(params: Mapping[str, Any], *, y: str, metric: str, t
         return None
     noise = float(_get(params, "aug_noise") or 0.0)
     if metric in ("randlabel_acc", "cluster_acc"):
-        return TheoryBoundary(float(groups), note=(
+        return _stated(TheoryBoundary(float(groups), note=(
             f"a smooth encoder recovers the r = {groups} groups with embedding_dim ~ r (HaoChen & Ma 2022), at "
-            f"aug_noise {noise:g} as without"))
+            f"aug_noise {noise:g} as without")), NESTED_READOUT, 1.0, "group_posterior")
     per_group = _get(params, "n_sub")
     if metric == "sub_randlabel_acc" and per_group is not None:
         components = nested_augmentation_components(int(groups), int(per_group), noise)
         if components == int(groups) and int(per_group) > 1:
-            return TheoryBoundary(censored="above", note=(
+            return _stated(TheoryBoundary(censored="above", note=(
                 f"aug_noise {noise:g} > 0 joins each group's {per_group} sub-clusters into one component of the "
-                "augmentation graph: no embedding_dim makes every sub-cluster labelling decodable"))
-        return TheoryBoundary(float(components), note=f"all r0 = {components} sub-clusters need embedding_dim ~ r0")
+                "augmentation graph: no embedding_dim makes every sub-cluster labelling decodable")), NESTED_READOUT)
+        return _stated(TheoryBoundary(float(components), note=f"all r0 = {components} sub-clusters need "
+                                      "embedding_dim ~ r0"), NESTED_READOUT, 1.0, "subcluster_posterior")
     return None
 
 
@@ -445,13 +490,45 @@ PREDICTIONS: dict[str, Predictor] = {
 }
 
 
+PROBE_GAP = 0.01  # a theory ceiling this far above the probe's is said to be out of the probe's reach
+
+
+def in_probe_units(found: TheoryBoundary | None, oracles: Mapping[str, float] | None, *, threshold: float,
+                   increasing: bool = True) -> TheoryBoundary | None:
+    """``found`` as the study's probe can measure it. ``oracles``: each baseline's measured metric on the
+    row (the highest seed mean over its cells). The probe's ceiling is the value of ``found.oracle``, the
+    representation ideal for the row's function class: where a metric that must rise to the threshold
+    stays below it even there, the phase is predicted never reached (whatever the theory's read-out
+    reaches), and the note says both ceilings. Other predictions only gain ``probe_ceiling``."""
+    if found is None or found.oracle is None or not oracles:
+        return found
+    probe = oracles.get(found.oracle)
+    if probe is None or not math.isfinite(float(probe)):
+        return found
+    probe = float(probe)
+    found = replace(found, probe_ceiling=probe)
+    theory = f"{found.ceiling:.3f} for {found.readout}" if math.isfinite(found.ceiling) else found.readout
+    if increasing and threshold > probe and found.censored != "above":
+        return replace(found, y_critical=math.nan, censored="above", note=(
+            f"{found.note}. In the probe's units: its ceiling, measured on the ideal representation "
+            f"({found.oracle}), is {probe:.3f} < threshold {threshold:g}, so never reached (the theory's "
+            f"{theory} is out of this probe's reach)"))
+    if math.isfinite(found.ceiling) and found.ceiling > probe + PROBE_GAP:
+        return replace(found, note=f"{found.note}. The probe's own ceiling ({found.oracle}, measured) is {probe:.3f}, "
+                                   f"below the theory's {theory}")
+    return found
+
+
 def predict(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
-            increasing: bool = True) -> TheoryBoundary | None:
-    """The predicted boundary for one row of a phase diagram (``params``: its constant config)."""
+            increasing: bool = True, oracles: Mapping[str, float] | None = None) -> TheoryBoundary | None:
+    """The predicted boundary for one row of a phase diagram (``params``: its constant config); with
+    ``oracles`` (the study's baselines measured on the row, ``analysis.baselines``), in the probe's units
+    (``in_probe_units``)."""
     predictor = PREDICTIONS.get(str(_get(params, "scenario")))
     if predictor is None:
         return None
-    return predictor(params, y=y, metric=metric, threshold=threshold, increasing=increasing)
+    found = predictor(params, y=y, metric=metric, threshold=threshold, increasing=increasing)
+    return in_probe_units(found, oracles, threshold=threshold, increasing=increasing)
 
 
 def _row_params(rows: pd.DataFrame) -> dict[str, Any]:
@@ -465,9 +542,27 @@ def _row_params(rows: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def theory_boundaries(diagram: Any, trials: pd.DataFrame) -> pd.DataFrame:
-    """One prediction per row of a fitted ``PhaseDiagram``: its keys, ``y_theory``,
-    ``censored_theory`` and ``theory_note`` (NaN / None / "" where the theory says nothing)."""
+THEORY_COLUMNS = ["y_theory", "censored_theory", "theory_note", "theory_readout", "theory_ceiling", "oracle",
+                  "oracle_value"]
+
+
+def row_oracles(rows: pd.DataFrame, y: str, metric: str, baselines: Any) -> dict[str, float]:
+    """Each baseline's ``metric`` on one row of a diagram (``baselines``: ``analysis.baselines.Baselines``):
+    the highest over the row's cells of its mean over the cell's seeds, read at each trial's own setting."""
+    if baselines is None or not len(rows) or y not in rows.columns:
+        return {}
+    values = baselines.values(rows, metric)
+    best = values.groupby(rows[y].to_numpy()).mean().max()
+    return {name: float(v) for name, v in best.items() if pd.notna(v)}
+
+
+def theory_boundaries(diagram: Any, trials: pd.DataFrame, baselines: Any = None) -> pd.DataFrame:
+    """One prediction per row of a fitted ``PhaseDiagram``: its keys, ``y_theory``, ``censored_theory``,
+    ``theory_note``, ``theory_readout`` and ``theory_ceiling`` (the read-out the prediction assumes and the
+    plateau it predicts there), ``oracle`` (the baseline ideal for the row) and ``oracle_value`` (its
+    measured value, the probe's ceiling); NaN / None / "" where the theory says nothing. With
+    ``baselines`` (``analysis.baselines.load_baselines``) the predictions are in the probe's units
+    (``in_probe_units``)."""
     keys = [diagram.x] + ([diagram.slice] if diagram.slice else [])
     out = []
     for _, row in diagram.boundary_.iterrows():
@@ -480,11 +575,13 @@ def theory_boundaries(diagram: Any, trials: pd.DataFrame) -> pd.DataFrame:
         params = _row_params(mine.drop(columns=[diagram.y]))
         params.update({k: row[k] for k in keys})
         found = predict(params, y=diagram.y, metric=diagram.metric, threshold=diagram.threshold,
-                        increasing=diagram.increasing_)
+                        increasing=diagram.increasing_, oracles=row_oracles(mine, diagram.y, diagram.metric, baselines))
         found = found or TheoryBoundary()
         out.append({**{k: row[k] for k in keys}, "y_theory": found.y_critical,
-                    "censored_theory": found.censored, "theory_note": found.note})
-    return pd.DataFrame(out, columns=keys + ["y_theory", "censored_theory", "theory_note"])
+                    "censored_theory": found.censored, "theory_note": found.note,
+                    "theory_readout": found.readout, "theory_ceiling": found.ceiling, "oracle": found.oracle,
+                    "oracle_value": found.probe_ceiling})
+    return pd.DataFrame(out, columns=keys + THEORY_COLUMNS)
 
 
 # --- qualitative claims ----------------------------------------------------------------------------

@@ -500,7 +500,7 @@ def _sweep(
         progress = ProgressLine(spec.name, spec.n_trials(), spec.objective.metric, spec.objective.mode,
                                 already_done=already)
         callback = StudyCallback(records, mirror, progress, spec.objective.metric,
-                                 dedupe_cells=spec.searcher.type == "grid" and spec.num_samples == 1)
+                                 dedupe_cells=spec.searcher.type in ("grid", "boundary") and spec.num_samples == 1)
         tune_dir = study_dir / _TUNE_DIR
         if resume and tune.Tuner.can_restore(str(tune_dir)):
             tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True, resume_errored=False)
@@ -548,11 +548,24 @@ def _sweep(
     frame = records.trials_frame()
     finished = int((frame["status"] == "TERMINATED").sum()) if len(frame) else 0
     failed = int((frame["status"] == "ERROR").sum()) if len(frame) else 0
-    interrupted = finished + failed < spec.n_trials()
+    planned = spec.n_trials()
+    if spec.searcher.type == "boundary":  # done when the searcher stopped and every config it proposed ended
+        from study.boundary import SUMMARY_FILE
+
+        search = json.loads((study_dir / SUMMARY_FILE).read_text()) if (study_dir / SUMMARY_FILE).exists() else {}
+        planned = int(search.get("configs") or planned)
+        interrupted = not search.get("stop") or finished + failed < planned
+    else:
+        interrupted = finished + failed < planned
     if mirror.dirty and not mirror.sync(records, config_of):
         print(f"[clphase] MLflow ({mirror.tracking_uri}) is still unreachable: every result is in "
               f"{study_dir}/*.parquet; once the store is back, `clphase run {spec_path} --resume` writes the "
               "missing MLflow records (nothing is retrained).", flush=True)
+    # --- baselines (oracles and input, issue 16): measured once per setting, kept across --resume ---
+    from study.baselines import ensure_baselines
+
+    ensure_baselines(spec, study_dir, None if mirror.dirty else mirror.tracking_uri, parent_id)
+    # --- end baselines ---
     mirror.close("KILLED" if interrupted else ("FAILED" if finished == 0 and failed else "FINISHED"))
     best = None
     metric = spec.objective.metric
@@ -561,10 +574,10 @@ def _sweep(
         if len(ok):
             idx = ok[metric].idxmax() if spec.objective.mode == "max" else ok[metric].idxmin()
             best = ok.loc[idx].to_dict()
-    summary = {"trials": spec.n_trials(), "finished": finished, "failed": failed,
+    summary = {"trials": planned, "finished": finished, "failed": failed,
                "wall_s": round(time.time() - start, 2), "interrupted": interrupted}
     (study_dir / "run_summary.json").write_text(json.dumps(summary, indent=2))
-    return StudyResult(study_dir, spec.n_trials(), finished, failed, best, parent_id, mirror.tracking_uri, interrupted)
+    return StudyResult(study_dir, planned, finished, failed, best, parent_id, mirror.tracking_uri, interrupted)
 
 
 def describe(result: StudyResult, metric: str) -> str:

@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from search_spaces import capacity, distribution, log2_range
+from study.baselines import check_threshold
 from study.boundary import check_spec as check_boundary_search
 from trainables.config import TRAINING, ConfigError, effective, flatten, keys_of, param
 from trainables.scenarios import SCENARIOS
@@ -339,6 +340,7 @@ def _check_configs(spec: StudySpec) -> None:
     metrics = _build_scenarios(cells + [effective({**cells[0], **p}) for p in probes])
     _check_metric("objective.metric", spec.objective.metric, metrics)
     _check_analysis(spec.analysis, used, metrics)
+    check_threshold(spec)  # an analysis threshold above every oracle of its metric (study.baselines)
 
 
 def _search_probes(spec: StudySpec) -> list[dict[str, Any]]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from analysis.report import agreement, analyze, main
+from analysis.report import analyze, main
 
 FILES = {"phase_diagram.png", "metric_curves.png", "loss_vs_accuracy.png", "theory_agreement.png",
          "summary.json", "report.html"}
@@ -177,24 +175,3 @@ def test_an_analysis_with_other_choices_leaves_the_parent_s_answer_alone(study_d
     assert (study_dir / "phase" / "summary.json").exists()
 
 
-def _row(y_critical=math.nan, low=math.nan, high=math.nan, censored=None, theory=math.nan, censored_theory=None):
-    return {"y_critical": y_critical, "y_low": low, "y_high": high, "censored": censored, "y_bound": 32.0,
-            "y_theory": theory, "censored_theory": censored_theory}
-
-
-@pytest.mark.parametrize("row, agrees", [
-    (_row(6.0, 4.0, 8.0, theory=8.0), True),  # at the interval's top: the metric has crossed there
-    (_row(11.0, 8.0, 16.0, theory=8.0), False),  # at its bottom: the metric has not crossed there
-    (_row(11.0, 8.0, 16.0, theory=12.0), True),
-    (_row(11.0, 8.0, 16.0, theory=32.0), False),
-    (_row(11.0, math.nan, 16.0, theory=2.0), True),  # open below: some replicates are censored below
-    (_row(11.0, theory=8.0), False),  # one seed: no interval
-    (_row(censored="above", censored_theory="above"), True),
-    (_row(censored="above", censored_theory="below"), False),
-    (_row(censored="above", theory=32.0), False),
-    (_row(11.0, 8.0, 16.0, censored_theory="above"), False),
-    (_row(11.0, 8.0, 16.0), None),  # no prediction
-])
-def test_a_row_agrees_when_the_theory_lies_in_its_interval_or_both_are_censored_alike(row, agrees):
-    verdicts, reasons = agreement(pd.DataFrame([row]))
-    assert verdicts == [agrees] and reasons[0]

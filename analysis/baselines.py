@@ -85,11 +85,13 @@ class Baselines:
         return joined.reindex(columns=names).astype(float)
 
     def best_oracle(self, values: pd.DataFrame) -> pd.Series:
-        """Per row of ``values`` (from ``values()``): the name of the oracle farthest from the input."""
+        """Per row of ``values`` (from ``values()``): the name of the oracle farthest from the input (the highest
+        one where the input has no value of the metric, e.g. ``subspace_overlap`` of the identity)."""
         oracles = [o for o in self.oracles if o in values.columns]
-        if "input" not in values.columns or not oracles:
+        if not oracles:
             return pd.Series(None, index=values.index, dtype=object)
-        gap = values[oracles].sub(values["input"], axis=0).abs()
+        base = values["input"] if "input" in values.columns else pd.Series(np.nan, index=values.index)
+        gap = values[oracles].sub(base, axis=0).abs().where(base.notna(), values[oracles], axis=0)
         best = gap.fillna(-1.0).idxmax(axis=1)
         return best.where(gap.notna().any(axis=1), None)
 

@@ -154,7 +154,8 @@ def plot_phase_diagram(
     styles = _reference_styles(references)
     handles += [Line2D([], [], marker=">", label=_reference_label(name, references), **style)
                 for name, style in styles.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncol=2 if len(axes) == 1 else min(len(handles), 5),
+    fits = max(2, int(fig.get_size_inches()[0] / 3.4))  # legend columns of about 3.4 inches each
+    fig.legend(handles=handles, loc="outside lower center", ncol=2 if len(axes) == 1 else min(len(handles), 5, fits),
                fontsize=FONT["legend"], frameon=False)
     if image is not None:
         bar = fig.colorbar(image, ax=axes, shrink=0.9)
@@ -188,9 +189,9 @@ def _reference_styles(references: pd.DataFrame | None) -> dict[str, dict[str, An
     return styles
 
 
-def _reference_label(name: str, references: pd.DataFrame, rows: pd.DataFrame | None = None) -> str:
-    """``oracle invariant_coords 0.765`` (or its range where it varies over the figure or panel)."""
-    values = (references if rows is None else rows).loc[lambda f: f["baseline"] == name, "value"].dropna()
+def _reference_label(name: str, references: pd.DataFrame) -> str:
+    """``oracle: invariant_coords 0.765`` (or its range where it varies over the figure)."""
+    values = references.loc[references["baseline"] == name, "value"].dropna()
     kind = references.loc[references["baseline"] == name, "kind"].iloc[0]
     if not len(values):
         return f"{kind} {name}"
@@ -246,7 +247,7 @@ def _draw_references(panel: Axes, diagram: PhaseDiagram, rows: pd.DataFrame, sty
             continue
         series = {x: line.sort_values(diagram.y) for x, line in mine.groupby(diagram.x, observed=True, sort=False)}
         shapes = {tuple(np.round(line["value"].to_numpy(dtype=float), 4)) for line in series.values()}
-        label = _reference_label(name, references, rows)
+        label = _reference_label(name, references)  # the figure's legend: the values over every panel
         if len(shapes) == 1:  # the same for every x: one line
             line = next(iter(series.values()))
             panel.plot(line[diagram.y], line["value"], label=label, zorder=1, **style)

@@ -82,6 +82,17 @@ def test_the_best_oracle_is_the_farthest_from_the_input_either_way(tmp_path: Pat
     np.testing.assert_allclose(baselines.normalised(trials, "style_r2"), [0.0, 0.75])  # (0.45-0.9)/(0.3-0.9)
 
 
+def test_without_an_input_value_the_best_oracle_is_the_highest(tmp_path: Path) -> None:
+    # subspace_overlap is undefined for the identity (every direction at equal gain): no scale, but an oracle
+    rows = [{"scenario": "gmm", "baseline": b, "kind": k, "ideal_for": "", "dims": 3, "seed": 0, "n_eval": 2048,
+             "subspace_overlap": v} for b, k, v in (("fisher_projection", "oracle", 1.0), ("input", "input", math.nan))]
+    write_baselines(rows, tmp_path / BASELINES_FILE, "planted", ["seed", "n_eval"], ["subspace_overlap"])
+    baselines = load_baselines(tmp_path)
+    trials = pd.DataFrame({"seed": [0], "subspace_overlap": [0.9]})
+    assert baselines.best_oracle(baselines.values(trials, "subspace_overlap")).tolist() == ["fisher_projection"]
+    assert baselines.normalised(trials, "subspace_overlap").isna().all()
+
+
 def test_table_and_parent_metrics_are_seed_means(tmp_path: Path) -> None:
     baselines = load_baselines(write(tmp_path, planted_rows(noises=(0.1, 0.5))))
     table = baselines.table(["randlabel_acc"]).set_index(["baseline", "aug_noise"])

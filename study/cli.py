@@ -28,7 +28,8 @@ def _join_local_ray(address: str | None) -> None:
     the mode once, at import)."""
     from study import local_ray
 
-    if address and local_ray.is_loopback(address) and "RAY_AUTH_MODE" not in os.environ:
+    head = local_ray.running() if address and local_ray.is_loopback(address) else None
+    if head and head["address"] == address and "RAY_AUTH_MODE" not in os.environ:
         os.environ.update(local_ray.auth_environment())
 
 

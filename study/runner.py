@@ -154,7 +154,8 @@ def _init_ray(address: str | None, verbose: bool) -> bool:
                                   configure_logging=True)
     from study import local_ray
 
-    if address and not local_ray.is_loopback(address):
+    head = local_ray.running() if address else None
+    if address and not (head and head["address"] == address):  # a cluster (not ``clphase ray up``'s head)
         ray.init(address=address, **kwargs)
         return True
     # A local Ray, started here or (a loopback address: ``clphase ray up``) joined here.

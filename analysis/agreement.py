@@ -20,11 +20,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from analysis.phase import PhaseDiagram
-from analysis.theory import predict
+from analysis.theory import constant_params, predict
 
 Closed = str  # "right": (low, high]; "left": [low, high)
 
@@ -137,22 +136,11 @@ def summarise(table: pd.DataFrame, *, log_y: bool = True) -> dict[str, Any]:
 
 
 # --- the third axis: the critical z of each x ----------------------------------------------------------
-def _constant_params(trials: pd.DataFrame) -> dict[str, Any]:
-    """Every column with one value over ``trials`` (the config a group of trials shares)."""
-    out = {}
-    for column in trials.columns:
-        values = trials[column].dropna().unique()
-        if len(values) == 1:
-            value = values[0]
-            out[column] = value.item() if isinstance(value, np.generic) else value
-    return out
-
-
 def _x_params(diagram: PhaseDiagram, trials: pd.DataFrame, x_value: Any) -> dict[str, Any]:
     mine = trials[(trials[diagram.x].astype(object) == x_value).to_numpy()]
     if "status" in mine.columns and (mine["status"] == "TERMINATED").any():
         mine = mine[mine["status"] == "TERMINATED"]
-    params = _constant_params(mine.drop(columns=[diagram.y, diagram.slice]))
+    params = constant_params(mine.drop(columns=[diagram.y, diagram.slice]))
     params[diagram.x] = x_value
     return params
 

@@ -48,7 +48,8 @@ _SMOOTH_C = 100.0  # weak L2 on standardised features: keeps a separable table f
 _REASONS = ("failed", "diverged", "missing_axis", "missing_metric")
 
 
-def crossing(means: np.ndarray, t: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crossing(means: np.ndarray, t: np.ndarray, threshold: float, *, strict: bool = True
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Last upward threshold crossing of each row of ``means``, and the grid points around it.
 
     ``means``: (B, n) metric on the grid ``t`` (n,), increasing, NaN where a cell is missing.
@@ -57,12 +58,13 @@ def crossing(means: np.ndarray, t: np.ndarray, threshold: float) -> tuple[np.nda
     (``upper``). When every valid point is at or above the threshold the boundary lies below the
     range: ``point = lower = -inf`` and ``upper`` is the first valid point; when the last valid
     point is below it the boundary lies above: ``point = upper = +inf``, ``lower`` the last valid
-    point. All NaN for a row without a valid point.
+    point. All NaN for a row without a valid point. ``strict=False`` counts a point equal to the
+    threshold as below it.
     """
     means = np.atleast_2d(np.asarray(means, dtype=float))
     n_rows, n = means.shape
     valid = ~np.isnan(means)
-    below = valid & (means < threshold)
+    below = valid & ((means < threshold) if strict else (means <= threshold))
     rows = np.arange(n_rows)
     last_below = n - 1 - np.argmax(below[:, ::-1], axis=1)  # (B,)
     # first valid index strictly after each position (n when none)
@@ -96,29 +98,8 @@ def last_in_phase(best: np.ndarray, t: np.ndarray, threshold: float) -> tuple[np
     point at or above it: ``point = upper = +inf``, ``lower`` that point. All NaN for a row without a
     valid point.
     """
-    best = np.atleast_2d(np.asarray(best, dtype=float))
-    n_rows, n = best.shape
-    valid = ~np.isnan(best)
-    above = valid & (best >= threshold)
-    rows = np.arange(n_rows)
-    last_above = n - 1 - np.argmax(above[:, ::-1], axis=1)  # (B,)
-    index = np.where(valid, np.arange(n), n)
-    next_valid = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1]
-    first_valid = next_valid[:, 0]
-    next_valid = np.concatenate([next_valid[:, 1:], np.full((n_rows, 1), n)], axis=1)
-    k = next_valid[rows, last_above]
-    point, lower, upper = (np.full(n_rows, np.nan) for _ in range(3))
-    has_above = above.any(axis=1)
-    never = valid.any(axis=1) & ~has_above
-    point[never], lower[never], upper[never] = -np.inf, -np.inf, t[first_valid[never]]
-    always = has_above & (k == n)
-    point[always], lower[always], upper[always] = np.inf, t[last_above[always]], np.inf
-    inside = has_above & (k < n)
-    j, k = last_above[inside], k[inside]
-    b_j, b_k = best[rows[inside], j], best[rows[inside], k]
-    point[inside] = t[j] + (b_j - threshold) / (b_j - b_k) * (t[k] - t[j])
-    lower[inside], upper[inside] = t[j], t[k]
-    return point, lower, upper
+    # the last upward crossing of -best through -threshold, counting best == threshold as in the phase
+    return crossing(-np.asarray(best, dtype=float), t, -threshold, strict=False)
 
 
 def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:

@@ -531,8 +531,8 @@ def predict(params: Mapping[str, Any], *, y: str, metric: str, threshold: float,
     return in_probe_units(found, oracles, threshold=threshold, increasing=increasing)
 
 
-def _row_params(rows: pd.DataFrame) -> dict[str, Any]:
-    """Config of a row of the diagram: every column with one value over its trials."""
+def constant_params(rows: pd.DataFrame) -> dict[str, Any]:
+    """The config a group of trials shares (a row of a diagram): every column with one value over them."""
     out = {}
     for column in rows.columns:
         values = rows[column].dropna().unique()
@@ -572,7 +572,7 @@ def theory_boundaries(diagram: Any, trials: pd.DataFrame, baselines: Any = None)
         mine = trials[mask]
         if "status" in mine.columns and (mine["status"] == "TERMINATED").any():
             mine = mine[mine["status"] == "TERMINATED"]
-        params = _row_params(mine.drop(columns=[diagram.y]))
+        params = constant_params(mine.drop(columns=[diagram.y]))
         params.update({k: row[k] for k in keys})
         found = predict(params, y=diagram.y, metric=diagram.metric, threshold=diagram.threshold,
                         increasing=diagram.increasing_, oracles=row_oracles(mine, diagram.y, diagram.metric, baselines))

@@ -91,6 +91,9 @@ def down() -> int:
     while (left := _processes_in(Path(head["temp_dir"]))) and time.monotonic() < give_up:
         time.sleep(0.2)
     for pid in left:
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     path.unlink()
     return len(pids)

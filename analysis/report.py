@@ -461,6 +461,43 @@ def _baselines_html(baselines: dict[str, Any], keys: list[str]) -> str:
     return "\n".join(parts)
 
 
+def search_record(study_dir: Path, spec_path: Path, n_trials: int) -> dict[str, Any]:
+    """Which searcher chose the trials: ``type`` (grid, random, optuna, boundary), the configs it ran and, for a
+    grid or a boundary search, the grid's size (from the spec; the boundary searcher's own record)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
+    except (OSError, yaml.YAMLError):
+        raw = {}
+    raw = raw if isinstance(raw, dict) else {}
+    searcher = raw.get("searcher") if isinstance(raw.get("searcher"), dict) else {}
+    kind = str(searcher.get("type", "grid"))
+    record: dict[str, Any] = {"type": kind, "configs": n_trials}
+    path = study_dir / "boundary_search.json"
+    if kind == "boundary" and path.exists():
+        try:
+            search = json.loads(path.read_text())
+        except (OSError, ValueError):
+            search = {}
+        record.update({k: search.get(k) for k in ("configs", "grid_configs", "fraction_of_grid", "rounds")})
+    return record
+
+
+def search_text(search: dict[str, Any] | None) -> str:
+    """One sentence naming the searcher, e.g. 'Searcher: boundary, 114 of 288 grid configs (40%) in 9 rounds.'"""
+    if not search:
+        return ""
+    kind, n = search.get("type", "grid"), search.get("configs")
+    if kind == "boundary" and search.get("grid_configs"):
+        fraction = search.get("fraction_of_grid") or n / search["grid_configs"]
+        rounds = f" in {search['rounds']} rounds" if search.get("rounds") else ""
+        return f"Searcher: boundary, {n} of {search['grid_configs']} grid configs ({fraction:.0%}){rounds}."
+    if kind == "grid":
+        return f"Searcher: grid, every cell ({n} trials)."
+    return f"Searcher: {kind}, {n} trials."
+
+
 def _answer_class(agreement_: dict[str, Any]) -> str:
     n, k = agreement_["n_predicted"], agreement_["n_agree"]
     return "" if not n else "ok" if k == n else "bad" if k == 0 else "part"
@@ -484,7 +521,8 @@ def _html(summary: dict[str, Any], table: pd.DataFrame, keys: list[str], folder:
     parts.append(f"<p>Boundary of <b>{esc(d['metric'])} {side} {d['threshold']:g}</b> along <b>{esc(d['y'])}</b>, "
                  f"one per <b>{esc(d['x'])}</b>" + (f" and <b>{esc(d['slice'])}</b>" if d["slice"] else "")
                  + f"; {d['ci']:.0%} intervals from {d['n_boot']} bootstrap resamples of the seeds. "
-                 f"{summary['n_trials']} trials, {summary['n_used']} used.</p>")
+                 f"{summary['n_trials']} trials, {summary['n_used']} used. "
+                 f"{esc(search_text(summary.get('search')))}</p>")
     files = summary["files"]["figures"]
     for name in [n for n in _FIGURE_ORDER if n in files] + [n for n in files if n not in _FIGURE_ORDER]:
         data = base64.b64encode((folder / files[name]).read_bytes()).decode("ascii")
@@ -765,6 +803,7 @@ def analyze(
             "expectations": claims,
         },
         "surface": volume["record"] if volume else None,
+        "search": search_record(study_dir, spec_path, len(trials)),
         "baselines": _baselines_summary(diagram, trials, predicted, baselines, keys),
         "files": {"figures": figures, "summary": "summary.json", "report": "report.html", "dir": str(folder.resolve())},
         "mlflow": {"tracking_uri": tracking_uri, "parent_run_id": run_id, "logged": False, "message": message},

@@ -175,3 +175,20 @@ def test_an_analysis_with_other_choices_leaves_the_parent_s_answer_alone(study_d
     assert (study_dir / "phase" / "summary.json").exists()
 
 
+
+
+def test_the_report_names_the_searcher_and_the_share_of_the_grid_it_ran(study_dir):
+    summary = analyze(study_dir, log_to_mlflow=False, n_boot=50)
+    n = summary["n_trials"]
+    assert summary["search"] == {"type": "grid", "configs": n}
+    assert f"Searcher: grid, every cell ({n} trials)." in (study_dir / "phase" / "report.html").read_text()
+
+    spec = study_dir / "spec.yaml"
+    spec.write_text(spec.read_text() + "searcher: {type: boundary}\n")
+    (study_dir / "boundary_search.json").write_text(json.dumps(
+        {"searcher": "boundary", "configs": 12, "grid_configs": 30, "fraction_of_grid": 0.4, "rounds": 3}))
+    summary = analyze(study_dir, log_to_mlflow=False, n_boot=50)
+    assert summary["search"] == {"type": "boundary", "configs": 12, "grid_configs": 30, "fraction_of_grid": 0.4,
+                                 "rounds": 3}
+    text = "Searcher: boundary, 12 of 30 grid configs (40%) in 3 rounds."
+    assert text in (study_dir / "phase" / "report.html").read_text()

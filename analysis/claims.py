@@ -41,6 +41,7 @@ class Claim:
     rule: str  # the verdict rule in words (the code below is its exact form)
     judge: Callable[..., Verdict]  # (trials, history) -> Verdict
     setting: str = ""  # the paper's setting, and where the study differs from it
+    decide: str = ""  # the budget that would decide the claim, said with an inconclusive verdict
 
 
 def usable(trials: pd.DataFrame) -> pd.DataFrame:
@@ -315,7 +316,9 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "HaoChen & Ma 2022's hypercube: b uniform on {-1,+1}^16 plus Gaussian noise 0.1, the first s bits "
           "invariant, the others redrawn in the positive, clusters = the 2^s invariant patterns, recovery = "
           "linear probes over random labellings of the clusters (randlabel_acc). The paper gives no public code; "
-          "its example is followed as DESIGN.md states it."),
+          "its example is followed as DESIGN.md states it.",
+          decide=("steps 800 -> 3000 and embedding_dim up to 256 for the rows that never cross (a GPU profile: device: "
+                  "cuda, pack_size: auto)")),
     Claim("inductive_bias", "Saunshi et al. 2022", "inductive_bias",
           "with the same augmentations and at the same contrastive loss, linear / MLP / MLP+weight-decay "
           "transfer differently",
@@ -328,7 +331,9 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "first 10 coordinates invariant, each spurious coordinate of each view multiplied by tau ~ U(0, 1], a "
           "label linear in the invariant coordinates; linear, MLP and MLP + weight decay classes; classes "
           "compared at matched contrastive loss. Not checked against the paper's text (unavailable here): its "
-          "widths and training length; chosen: embedding_dim 10, MLP 256 x 2, weight decay 0.1, 2000 steps."),
+          "widths and training length; chosen: embedding_dim 10, MLP 256 x 2, weight decay 0.1, 2000 steps.",
+          decide=("10 seeds instead of 3 (the rule's margin is 2 x the seed std) and steps 2000 -> 10000, so that every"
+                  " class's eval_loss has levelled off before L*")),
     Claim("fisher_subspace", "Bansal, Kavis & Sanghavi 2024", "gmm",
           "the linear InfoNCE encoder keeps a high overlap with the Fisher subspace as nuisance variance grows, "
           "while PCA's collapses; aug_noise degrades it gradually",
@@ -339,7 +344,8 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "Bansal, Kavis & Sanghavi's Gaussian mixture with a shared, anisotropic covariance (4 components, "
           "16 dims, nuisance variance off the means' span), the positive an independent draw of the same "
           "component, a linear InfoNCE encoder; overlap with the Fisher (LDA) subspace against PCA's. No public "
-          "code was found; their experiment's sizes are not checked."),
+          "code was found; their experiment's sizes are not checked.",
+          decide=("5 seeds instead of 2 and steps 600 -> 3000 at the largest nuisance_std")),
     Claim("inversion", "Zimmermann et al. 2021", "sphere_mixing",
           "with enough capacity and a moderate kappa, the latents are linearly recovered (R^2 near 1); too "
           "little capacity or a degenerate kappa breaks it",
@@ -351,7 +357,9 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "its conditioning rule (best of 25,000), its encoder 5-50-250-250-250-250-50-5 (leaky ReLU, output on "
           "the unit sphere, metrics on that output), tau 0.1, Adam lr 1e-4, batch 512, 3000 steps. Differs: "
           "symmetric InfoNCE with the other view as negatives (cl-ica: anchor side, other anchors); R^2 held out "
-          "(cl-ica: in-sample); kappa swept 0.5..50 beside cl-ica's 10."),
+          "(cl-ica: in-sample); kappa swept 0.5..50 beside cl-ica's 10.",
+          decide=("cl-ica's own budget at kappa 2..50: batch 6144 and 100,001 steps (its main_mlp.py defaults), hours "
+                  "on this CPU, minutes on one GPU (device: cuda)")),
     Claim("content_style", "Bizeul, Schölkopf & Allen 2024", "content_style",
           "content R^2 stays high while style R^2 falls as the augmentation perturbs style more",
           "on the nonlinear (RBF kernel ridge, 3-fold grid search) R^2 fitted on one held-out half and scored on "
@@ -364,7 +372,9 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "3-layer invertible mixing, a leaky-ReLU MLP with embedding_dim = content dim, Adam lr 1e-4, kernel "
           "ridge R^2. Differs for the CPU: hidden 50-250-250-250-250-50 (theirs 100-500-...), batch 512 x 3000 "
           "steps (theirs 6144 x 100,001), 1000 kernel fit points; loss: symmetric cosine InfoNCE at t = 0.1 "
-          "(theirs: -squared distance at tau = 1, anchor side); aug_noise scales the style change (theirs: 1)."),
+          "(theirs: -squared distance at tau = 1, anchor side); aug_noise scales the style change (theirs: 1).",
+          decide=("von Kügelgen et al.'s budget: hidden 100-500-500-500-500-100, batch 6144, 100,001 steps and 20,480 "
+                  "kernel-ridge fit points: a GPU profile (device: cuda)")),
     Claim("nested_clusters", "HaoChen & Ma 2022 (Lipschitz example)", "nested_clusters",
           "a smooth low-capacity encoder recovers the r groups at embedding_dim ~ r, not r0 = r * n_sub",
           "holds if, for every n_groups r, the first embedding_dim with group randlabel_acc >= 0.95 is <= 2r "
@@ -372,7 +382,8 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           judge_nested,
           "HaoChen & Ma 2022's Lipschitz example: r well-separated groups of n_sub = 4 close sub-clusters each, "
           "positives within a sub-cluster, a small MLP with weight decay; group recovery (randlabel_acc over "
-          "groups) against embedding_dim. No public code; the sizes are chosen here."),
+          "groups) against embedding_dim. No public code; the sizes are chosen here.",
+          decide=("steps 600 -> 3000 and embedding_dim up to 4 r0")),
     Claim("noise_ceiling", "HaoChen & Ma 2022, with clphase's Bayes ceiling", "phase_volume",
           "a ReLU MLP recovers the 2^s clusters (randlabel_acc >= 0.95 at some embedding_dim) up to the aug_noise "
           "where the Bayes ceiling of randlabel_acc falls to 0.95 (0.537 for s = 3) and not beyond; the linear "
@@ -393,5 +404,7 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "balanced labelling), not a result of the paper. The study: linear and ReLU MLPs 32/64/128 x 2, "
           "embedding_dim 2..64, aug_noise 0..0.8, 2 seeds, InfoNCE t = 0.1, 600 steps; its boundary search runs "
           "only the cells that decide each row's boundary, so the best randlabel_acc at an aug_noise is the best "
-          "over the sampled embedding_dims."),
+          "over the sampled embedding_dims.",
+          decide=("an aug_noise grid twice as fine around the ceiling's critical noise, 5 seeds instead of 2 (narrower "
+                  "[z_low, z_high)), and embedding_dim to 128")),
 ]}

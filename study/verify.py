@@ -57,6 +57,9 @@ def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | No
         row.update(verdict=verdict.verdict, measured=verdict.measured, figures=verdict.figures)
     except (ValueError, KeyError) as err:
         row.update(verdict="inconclusive", measured=f"could not judge: {err}", figures={})
+    if row["verdict"] == "inconclusive" and claim.decide:  # the budget that would decide it
+        row["decide"] = claim.decide
+        row["measured"] += f"; would be decided by: {claim.decide}"
     row["wall_s"] = round(time.time() - start, 1)
     return row
 
@@ -91,6 +94,8 @@ def write_docs(rows: list[dict[str, Any]], docs: Path, machine: str) -> Path:
         details += [f"### {r['claim']} ({r['paper']}): {r['verdict']}", "",
                     f"Study `{r['study']}`, {r['trials']} trials. {r['measured']}.", "",
                     f"Setting: {r.get('setting') or '-'}", ""]
+        if r.get("decide"):
+            details += [f"What would decide it: {r['decide']}.", ""]
         details += [f"![{r['claim']} {n}](claims/{r['claim']}_{n})" for n in _PLOTS
                     if (images / f"{r['claim']}_{n}").exists()]
         details.append("")

@@ -183,3 +183,11 @@ def test_a_study_with_nothing_usable_is_an_error_not_a_verdict():
     df["status"] = "ERROR"
     with pytest.raises(ValueError, match="no finished"):
         judge_minimal_clusters(df)
+
+
+def test_every_claim_says_its_setting_and_the_budget_that_would_decide_it():
+    from analysis.claims import CLAIMS
+
+    for claim in CLAIMS.values():
+        assert claim.setting and claim.decide, claim.name
+        assert "steps" in claim.decide or "seeds" in claim.decide, claim.name

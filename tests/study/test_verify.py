@@ -23,6 +23,9 @@ def test_verify_smoke_gives_every_claim_a_verdict_and_writes_the_table(tmp_path,
     # PCA's overlap is 0, and a linear encoder cannot decode every labelling of 4 clusters (ceiling 11/12).
     assert by["fisher_subspace"]["verdict"] == "holds"
     assert all(v < 0.95 for v in by["minimal_clusters"]["figures"]["linear_plateau"].values())
+    for r in rows:  # an inconclusive verdict says which budget would decide it; a decided one does not
+        assert (r.get("decide") == CLAIMS[r["claim"]].decide) == (r["verdict"] == "inconclusive")
+        assert ("would be decided by" in r["measured"]) == (r["verdict"] == "inconclusive")
     table = capsys.readouterr().out
     assert "fisher_subspace" in table and "rule:" in table
     md = (docs / "claims.md").read_text()

@@ -208,19 +208,32 @@ def judge_inversion(trials: pd.DataFrame, history: History = None, high: float =
 
 
 # --- 5. Bizeul, Schölkopf & Allen 2024: content kept, style discarded -----------------------------
-def judge_content_style(trials: pd.DataFrame, history: History = None, high: float = 0.8, drop: float = 0.2) -> Verdict:
+def judge_content_style(trials: pd.DataFrame, history: History = None, high: float = 0.8, margin: float = 0.05,
+                        baselines: Any = None) -> Verdict:
+    """Block identifiability (von Kügelgen et al. 2021): the embedding keeps the content and, of style, only
+    what the content itself predicts. Where style depends on content, a content-only code still predicts
+    part of style; that part is the ``content`` oracle's ``style_r2`` (the study's baselines), and a
+    style_r2 above it is style the encoder kept although the augmentation perturbs it."""
     t = usable(trials)
     content = seed_mean(t, ["aug_noise"], "content_r2")
     style = seed_mean(t, ["aug_noise"], "style_r2")
-    rho = float(pd.Series(style.to_numpy()).corr(pd.Series(style.index.to_numpy(dtype=float)), method="spearman"))
-    figures = {"content_r2": content.to_dict(), "style_r2": style.to_dict(), "spearman_style_vs_aug": rho}
+    figures: dict[str, Any] = {"content_r2": content.to_dict(), "style_r2": style.to_dict()}
     measured = (f"content R^2 {content.min():.3f}..{content.max():.3f}; style R^2 "
                 f"{', '.join(f'{k:g}: {v:.3f}' for k, v in style.items())} over aug_noise")
+    oracle = math.nan
+    if baselines is not None and "style_r2" in baselines.metrics:
+        rows = baselines.frame[baselines.frame["baseline"] == "content"]
+        oracle = float(rows["style_r2"].mean()) if len(rows) else math.nan
+    if math.isnan(oracle):
+        return Verdict("inconclusive", measured + " (no content-oracle baseline: the style a content-only code "
+                       "predicts is unknown)", _round(figures))
+    figures["content_oracle_style_r2"] = oracle
+    measured += f"; the content block itself predicts style to R^2 {oracle:.3f}"
     kept = bool((content >= high).all())
-    falls = float(style.iloc[-1]) <= float(style.iloc[0]) - drop and rho < 0
-    if kept and falls:
+    discarded = bool((style <= oracle + margin).all())
+    if kept and discarded:
         return Verdict("holds", measured, _round(figures))
-    if float(content.min()) < 0.5 or (len(style) > 1 and float(style.iloc[-1]) > float(style.iloc[0])):
+    if float(content.min()) < 0.5 or float(style.iloc[-1]) > oracle + 2 * margin:
         return Verdict("fails", measured, _round(figures))
     return Verdict("inconclusive", measured, _round(figures))
 
@@ -363,11 +376,13 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           decide=("cl-ica's own budget at kappa 2..50: batch 6144 and 100,001 steps (its main_mlp.py defaults), hours "
                   "on this CPU, minutes on one GPU (device: cuda)")),
     Claim("content_style", "Bizeul, Schölkopf & Allen 2024", "content_style",
-          "content R^2 stays high while style R^2 falls as the augmentation perturbs style more",
+          "the embedding keeps the content block (content R^2 high) and of style only what the content itself "
+          "predicts (style R^2 at the content block's own), at every augmentation strength",
           "on the nonlinear (RBF kernel ridge, 3-fold grid search) R^2 fitted on one held-out half and scored on "
-          "the other: holds if seed-mean content_r2 >= 0.8 at every aug_noise and style_r2 at the largest "
-          "aug_noise is >= 0.2 below the smallest with a negative Spearman trend; fails if content_r2 < 0.5 "
-          "somewhere or style_r2 rises; inconclusive otherwise",
+          "the other, against the study's content oracle (the content block itself, baselines.parquet): holds if "
+          "seed-mean content_r2 >= 0.8 and style_r2 <= the oracle's style_r2 + 0.05 at every aug_noise; fails if "
+          "content_r2 < 0.5 somewhere or style_r2 at the largest aug_noise > the oracle's + 0.1; inconclusive "
+          "otherwise (and without the oracle)",
           judge_content_style,
           "von Kügelgen et al.'s numerical experiment (ssl_identifiability): 5 content + 5 style latents with "
           "Wishart covariances and content-dependent style, each style dimension changed with probability 0.75, a "

@@ -7,6 +7,7 @@ The verdict table is printed and written as ``<out>/claims.json`` and ``<out>/cl
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import time
@@ -30,6 +31,7 @@ def _complete(study_dir: Path, n_trials: int) -> bool:
 
 def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | None, address: str | None,
                  verbose: bool = False) -> dict[str, Any]:
+    from analysis.baselines import load_baselines
     from analysis.load import load_history, load_trials
     from analysis.report import analyze
     from study.runner import run_study
@@ -53,7 +55,9 @@ def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | No
         row["analysis_error"] = str(err)
     try:
         history = load_history(study_dir) if (study_dir / "history.parquet").exists() else None
-        verdict = claim.judge(load_trials(study_dir), history)
+        extra = {"baselines": load_baselines(study_dir)} if "baselines" in inspect.signature(claim.judge).parameters \
+            else {}
+        verdict = claim.judge(load_trials(study_dir), history, **extra)
         row.update(verdict=verdict.verdict, measured=verdict.measured, figures=verdict.figures)
     except (ValueError, KeyError) as err:
         row.update(verdict="inconclusive", measured=f"could not judge: {err}", figures={})

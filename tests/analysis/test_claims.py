@@ -122,11 +122,27 @@ def _content(content=0.9, style_start=0.8, style_end=0.2):
     return _table(rows)
 
 
-def test_content_style_rule():
-    assert judge_content_style(_content()).verdict == "holds"
-    assert judge_content_style(_content(content=0.3)).verdict == "fails"
-    assert judge_content_style(_content(style_end=0.9)).verdict == "fails"
-    assert judge_content_style(_content(style_end=0.7)).verdict == "inconclusive"
+def _content_oracle(style_r2=0.75):
+    from analysis.baselines import Baselines
+
+    frame = pd.DataFrame({"baseline": ["content", "input"], "kind": ["oracle", "input"], "seed": [0, 0],
+                          "content_r2": [1.0, 0.85], "style_r2": [style_r2, 0.9]})
+    return Baselines(frame, ["seed"], ["content_r2", "style_r2"])
+
+
+def test_content_style_rule_compares_style_with_what_the_content_block_itself_predicts():
+    oracle = _content_oracle(0.75)
+    flat = dict(style_start=0.76, style_end=0.74)  # at the content block's own style R^2: style discarded
+    assert judge_content_style(_content(**flat), baselines=oracle).verdict == "holds"
+    assert judge_content_style(_content(content=0.3, **flat), baselines=oracle).verdict == "fails"
+    assert judge_content_style(_content(style_start=0.95, style_end=0.95), baselines=oracle).verdict == "fails"
+    assert judge_content_style(_content(style_start=0.76, style_end=0.83), baselines=oracle).verdict == "inconclusive"
+    assert judge_content_style(_content(content=0.7, **flat), baselines=oracle).verdict == "inconclusive"
+    # a falling style R^2 from above the oracle's still has style kept at the small aug_noise
+    assert judge_content_style(_content(style_start=0.95, style_end=0.75), baselines=oracle).verdict == "inconclusive"
+    verdict = judge_content_style(_content(**flat))  # no baselines: what content predicts of style is unknown
+    assert verdict.verdict == "inconclusive" and "no content-oracle baseline" in verdict.measured
+    assert judge_content_style(_content(**flat), baselines=oracle).figures["content_oracle_style_r2"] == 0.75
 
 
 def _nested(shift=1):

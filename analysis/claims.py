@@ -42,6 +42,7 @@ class Claim:
     judge: Callable[..., Verdict]  # (trials, history) -> Verdict
     setting: str = ""  # the paper's setting, and where the study differs from it
     decide: str = ""  # the budget that would decide the claim, said with an inconclusive verdict
+    revised: str = ""  # a rule restated after a full run showed it wrong: when, why, and that the run was repeated
 
 
 def usable(trials: pd.DataFrame) -> pd.DataFrame:
@@ -390,6 +391,10 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "ridge R^2. Differs for the CPU: hidden 50-250-250-250-250-50 (theirs 100-500-...), batch 512 x 3000 "
           "steps (theirs 6144 x 100,001), 1000 kernel fit points; loss: symmetric cosine InfoNCE at t = 0.1 "
           "(theirs: -squared distance at tau = 1, anchor side); aug_noise scales the style change (theirs: 1).",
+          revised=("after the first full run (2026-12-02, commit 'content_style: judge style against what the "
+                   "content block itself predicts'): the old rule asked style_r2 to fall with aug_noise, but with "
+                   "content-dependent style a content-only code predicts style to the content oracle's R^2 at every "
+                   "aug_noise; the study was run again under the new rule"),
           decide=("von Kügelgen et al.'s budget: hidden 100-500-500-500-500-100, batch 6144, 100,001 steps and 20,480 "
                   "kernel-ridge fit points: a GPU profile (device: cuda)")),
     Claim("nested_clusters", "HaoChen & Ma 2022 (Lipschitz example)", "nested_clusters",

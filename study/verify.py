@@ -45,6 +45,7 @@ def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | No
                   tracking_uri=tracking_uri, verbose=verbose)
     row: dict[str, Any] = {"claim": claim.name, "paper": claim.paper, "study": spec.name, "smoke": smoke,
                            "prediction": claim.prediction, "rule": claim.rule, "setting": claim.setting,
+                           "revised": claim.revised,
                            "trials": spec.n_trials(),
                            "study_dir": str(study_dir)}
     try:
@@ -75,8 +76,10 @@ def markdown(rows: list[dict[str, Any]], plots_dir: str | None = None) -> str:
                 else (r.get("plots") or "-"))
         lines.append(f"| {r['claim']} | {r['paper']} | {r['prediction']} | {r['measured']} | "
                      f"**{r['verdict']}** | {plot} |")
-    lines += ["", "Verdict rules (fixed before the runs):", ""]
-    lines += [f"- **{r['claim']}**: {r['rule']}" for r in rows]
+    lines += ["", "Verdict rules (fixed before the runs; a rule restated after a run says so, and its run was "
+              "repeated):", ""]
+    lines += [f"- **{r['claim']}**: {r['rule']}" + (f" *(Restated {r['revised']}.)*" if r.get("revised") else "")
+              for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -100,6 +103,8 @@ def write_docs(rows: list[dict[str, Any]], docs: Path, machine: str) -> Path:
                     f"Setting: {r.get('setting') or '-'}", ""]
         if r.get("decide"):
             details += [f"What would decide it: {r['decide']}.", ""]
+        if r.get("revised"):
+            details += [f"Rule restated {r['revised']}.", ""]
         details += [f"![{r['claim']} {n}](claims/{r['claim']}_{n})" for n in _PLOTS
                     if (images / f"{r['claim']}_{n}").exists()]
         details.append("")

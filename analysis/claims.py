@@ -424,7 +424,7 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "with the input noise as the third axis. The Bayes ceiling is clphase's own derivation "
           "(analysis.theory.hypercube_bayes_ceiling: the best accuracy any read-out of x reaches on a random "
           "balanced labelling), not a result of the paper. The study: linear and ReLU MLPs 32/64/128 x 2, "
-          "embedding_dim 2..64, aug_noise 0..0.8, 2 seeds, InfoNCE t = 0.1, 600 steps; its boundary search runs "
+          "embedding_dim 2..64, aug_noise 0..0.8, 3 seeds, InfoNCE t = 0.1, 600 steps; its boundary search runs "
           "only the cells that decide each row's boundary, so the best randlabel_acc at an aug_noise is the best "
           "over the sampled embedding_dims.",
           decide=("an aug_noise grid twice as fine around the ceiling's critical noise, 5 seeds instead of 2 (narrower "

@@ -29,6 +29,28 @@ def _complete(study_dir: Path, n_trials: int) -> bool:
     return int(status.isin(["TERMINATED", "ERROR"]).sum()) >= n_trials
 
 
+def seed_spread(trials: Any, metric: str) -> dict[str, Any] | None:
+    """How far the seeds of one cell (``cell``: a config less its seed) spread on ``metric``: the number of
+    seeds and the median and largest standard deviation over seeds across cells (finished, non-diverged
+    trials). None where the table lacks the metric or the cell column."""
+    from analysis.claims import usable
+
+    try:
+        t = usable(trials)
+    except ValueError:
+        return None
+    if metric not in t or "cell" not in t or "seed" not in t:
+        return None
+    std = t.groupby("cell", observed=True)[metric].std().dropna()
+    n_seeds = int(t.groupby("cell", observed=True)["seed"].nunique().min()) if len(t) else 0
+    if std.empty:
+        return {"metric": metric, "n_seeds": n_seeds, "median_std": None, "max_std": None,
+                "text": f"{n_seeds} seed(s) per cell"}
+    return {"metric": metric, "n_seeds": n_seeds, "median_std": round(float(std.median()), 4),
+            "max_std": round(float(std.max()), 4),
+            "text": f"{n_seeds} seeds per cell, seed std of {metric} median {std.median():.3f}, max {std.max():.3f}"}
+
+
 def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | None, address: str | None,
                  verbose: bool = False) -> dict[str, Any]:
     from analysis.baselines import load_baselines
@@ -58,8 +80,13 @@ def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | No
         history = load_history(study_dir) if (study_dir / "history.parquet").exists() else None
         extra = {"baselines": load_baselines(study_dir)} if "baselines" in inspect.signature(claim.judge).parameters \
             else {}
-        verdict = claim.judge(load_trials(study_dir), history, **extra)
+        trials = load_trials(study_dir)
+        verdict = claim.judge(trials, history, **extra)
         row.update(verdict=verdict.verdict, measured=verdict.measured, figures=verdict.figures)
+        metric = spec.analysis.get("metric") or spec.objective.metric
+        row["seed_spread"] = seed_spread(trials, metric)
+        if row["seed_spread"]:
+            row["measured"] += f"; {row['seed_spread']['text']}"
     except (ValueError, KeyError) as err:
         row.update(verdict="inconclusive", measured=f"could not judge: {err}", figures={})
     if row["verdict"] == "inconclusive" and claim.decide:  # the budget that would decide it

@@ -207,3 +207,13 @@ def test_every_claim_says_its_setting_and_the_budget_that_would_decide_it():
     for claim in CLAIMS.values():
         assert claim.setting and claim.decide, claim.name
         assert "steps" in claim.decide or "seeds" in claim.decide, claim.name
+
+
+def test_seed_spread_is_the_std_over_the_seeds_of_each_cell():
+    from study.verify import seed_spread
+
+    rows = [dict(encoder="mlp", width=8, depth=1, cell=c, seed=s, randlabel_acc=v)
+            for c, values in (("a", (0.5, 0.7, 0.9)), ("b", (0.8, 0.8, 0.8))) for s, v in enumerate(values)]
+    spread = seed_spread(_table(rows), "randlabel_acc")
+    assert spread["n_seeds"] == 3 and spread["max_std"] == pytest.approx(0.2) and spread["median_std"] == 0.1
+    assert "3 seeds per cell" in spread["text"] and seed_spread(_table(rows), "mcc") is None

@@ -26,6 +26,7 @@ def test_verify_smoke_gives_every_claim_a_verdict_and_writes_the_table(tmp_path,
     for r in rows:  # an inconclusive verdict says which budget would decide it; a decided one does not
         assert (r.get("decide") == CLAIMS[r["claim"]].decide) == (r["verdict"] == "inconclusive")
         assert ("would be decided by" in r["measured"]) == (r["verdict"] == "inconclusive")
+    assert all(r["seed_spread"]["n_seeds"] == 1 and "1 seed(s) per cell" in r["measured"] for r in rows)  # smoke
     table = capsys.readouterr().out
     assert "fisher_subspace" in table and "rule:" in table
     md = (docs / "claims.md").read_text()

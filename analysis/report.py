@@ -480,7 +480,9 @@ def search_record(study_dir: Path, spec_path: Path, n_trials: int) -> dict[str, 
             search = json.loads(path.read_text())
         except (OSError, ValueError):
             search = {}
-        record.update({k: search.get(k) for k in ("configs", "grid_configs", "fraction_of_grid", "rounds")})
+        record.update({k: search.get(k) for k in ("configs", "grid_configs", "fraction_of_grid")})
+        rounds = search.get("rounds")
+        record["rounds"] = len(rounds) if isinstance(rounds, list) else rounds  # the searcher records each round
     return record
 
 

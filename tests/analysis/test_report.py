@@ -186,7 +186,8 @@ def test_the_report_names_the_searcher_and_the_share_of_the_grid_it_ran(study_di
     spec = study_dir / "spec.yaml"
     spec.write_text(spec.read_text() + "searcher: {type: boundary}\n")
     (study_dir / "boundary_search.json").write_text(json.dumps(
-        {"searcher": "boundary", "configs": 12, "grid_configs": 30, "fraction_of_grid": 0.4, "rounds": 3}))
+        {"searcher": "boundary", "configs": 12, "grid_configs": 30, "fraction_of_grid": 0.4,
+         "rounds": [{"round": r, "cells": 2, "configs": 4} for r in (1, 2, 3)]}))  # as the searcher writes it
     summary = analyze(study_dir, log_to_mlflow=False, n_boot=50)
     assert summary["search"] == {"type": "boundary", "configs": 12, "grid_configs": 30, "fraction_of_grid": 0.4,
                                  "rounds": 3}

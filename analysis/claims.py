@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.agreement import compare_critical_z, theory_critical_z
+from analysis.baselines import Baselines
 from analysis.load import tidy
 from analysis.phase import PhaseDiagram
 from analysis.theory import hypercube_critical_noise
 
 VerdictName = Literal["holds", "fails", "inconclusive"]
 History = pd.DataFrame | None  # a study's history.parquet (rules that compare along training read it)
+# Every judge takes (trials, history, baselines): baselines.parquet's oracles, for rules stated against them.
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Claim:
     spec: str  # bundled study spec that tests it
     prediction: str
     rule: str  # the verdict rule in words (the code below is its exact form)
-    judge: Callable[..., Verdict]  # (trials, history) -> Verdict
+    judge: Callable[..., Verdict]  # (trials, history, baselines) -> Verdict
     setting: str = ""  # the paper's setting, and where the study differs from it
     decide: str = ""  # the budget that would decide the claim, said with an inconclusive verdict
     revised: str = ""  # a rule restated after a full run showed it wrong: when, why, and that the run was repeated
@@ -58,6 +60,26 @@ def usable(trials: pd.DataFrame) -> pd.DataFrame:
 
 def seed_mean(trials: pd.DataFrame, by: list[str], metric: str) -> pd.Series:
     return trials.groupby(by, observed=True)[metric].mean()
+
+
+def seed_spread(trials: pd.DataFrame, metric: str) -> dict[str, Any] | None:
+    """How far the seeds of one cell (``cell``: a config less its seed) spread on ``metric``: the number of
+    seeds and the median and largest standard deviation over seeds across cells (finished, non-diverged
+    trials). None where the table lacks the metric or the cell column."""
+    try:
+        t = usable(trials)
+    except ValueError:
+        return None
+    if metric not in t or "cell" not in t or "seed" not in t:
+        return None
+    std = t.groupby("cell", observed=True)[metric].std().dropna()
+    n_seeds = int(t.groupby("cell", observed=True)["seed"].nunique().min())
+    if std.empty:
+        return {"metric": metric, "n_seeds": n_seeds, "median_std": None, "max_std": None,
+                "text": f"{n_seeds} seed(s) per cell"}
+    return {"metric": metric, "n_seeds": n_seeds, "median_std": round(float(std.median()), 4),
+            "max_std": round(float(std.max()), 4),
+            "text": f"{n_seeds} seeds per cell, seed std of {metric} median {std.median():.3f}, max {std.max():.3f}"}
 
 
 def _first_crossing(curve: pd.Series, threshold: float) -> float:
@@ -79,7 +101,8 @@ def _round(figures: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- 1. HaoChen & Ma 2022: minimal implementable clusters ---------------------------------------
-def judge_minimal_clusters(trials: pd.DataFrame, history: History = None, threshold: float = 0.95) -> Verdict:
+def judge_minimal_clusters(trials: pd.DataFrame, history: History = None,
+                           baselines: Baselines | None = None, threshold: float = 0.95) -> Verdict:
     t = usable(trials)
     linear = t[t["encoder"] == "linear"]
     mlp = t[t["encoder"] == "mlp"]
@@ -126,7 +149,7 @@ def _at_loss(history: pd.DataFrame, trial_id: str, loss: float) -> float:
     return float(accs[j - 1] + w * (accs[j] - accs[j - 1]))
 
 
-def judge_inductive_bias(trials: pd.DataFrame, history: History = None,
+def judge_inductive_bias(trials: pd.DataFrame, history: History = None, baselines: Baselines | None = None,
                          margin: float = 0.02) -> Verdict:
     """Classes compared at matched contrastive loss, as the paper's table compares them: ``L*`` is the largest
     of the classes' lowest seed-mean eval_loss (a loss every class reaches); each trial is read where its
@@ -163,7 +186,8 @@ def judge_inductive_bias(trials: pd.DataFrame, history: History = None,
 
 
 # --- 3. Bansal, Kavis & Sanghavi 2024: the Fisher subspace ----------------------------------------
-def judge_fisher(trials: pd.DataFrame, history: History = None, high: float = 0.9, low: float = 0.2) -> Verdict:
+def judge_fisher(trials: pd.DataFrame, history: History = None,
+                 baselines: Baselines | None = None, high: float = 0.9, low: float = 0.2) -> Verdict:
     t = usable(trials)
     clean = t[t["aug_noise"] == t["aug_noise"].min()]
     overlap = seed_mean(clean, ["nuisance_std"], "subspace_overlap")
@@ -187,7 +211,8 @@ def judge_fisher(trials: pd.DataFrame, history: History = None, high: float = 0.
 
 
 # --- 4. Zimmermann et al. 2021: inverting the generative process ---------------------------------
-def judge_inversion(trials: pd.DataFrame, history: History = None, high: float = 0.9, gap: float = 0.1) -> Verdict:
+def judge_inversion(trials: pd.DataFrame, history: History = None,
+                    baselines: Baselines | None = None, high: float = 0.9, gap: float = 0.1) -> Verdict:
     t = usable(trials)
     kappas = sorted(t["kappa"].unique())
     moderate = [k for k in kappas if 2 <= k <= 50] or kappas[len(kappas) // 2:]
@@ -209,8 +234,8 @@ def judge_inversion(trials: pd.DataFrame, history: History = None, high: float =
 
 
 # --- 5. Bizeul, Schölkopf & Allen 2024: content kept, style discarded -----------------------------
-def judge_content_style(trials: pd.DataFrame, history: History = None, high: float = 0.8, margin: float = 0.05,
-                        baselines: Any = None) -> Verdict:
+def judge_content_style(trials: pd.DataFrame, history: History = None,
+                        baselines: Baselines | None = None, high: float = 0.8, margin: float = 0.05) -> Verdict:
     """Block identifiability (von Kügelgen et al. 2021): the embedding keeps the content and, of style, only
     what the content itself predicts. Where style depends on content, a content-only code still predicts
     part of style; that part is the ``content`` oracle's ``style_r2`` (the study's baselines), and a
@@ -240,7 +265,8 @@ def judge_content_style(trials: pd.DataFrame, history: History = None, high: flo
 
 
 # --- 6. HaoChen & Ma 2022: Lipschitz encoders and nested clusters ----------------------------------
-def judge_nested(trials: pd.DataFrame, history: History = None, threshold: float = 0.95) -> Verdict:
+def judge_nested(trials: pd.DataFrame, history: History = None,
+                 baselines: Baselines | None = None, threshold: float = 0.95) -> Verdict:
     t = usable(trials)
     n_sub = int(t["n_sub"].iloc[0])
     critical, sub_at = {}, {}
@@ -260,7 +286,8 @@ def judge_nested(trials: pd.DataFrame, history: History = None, threshold: float
 
 
 # --- 7. The noise axis: recovery up to the Bayes ceiling's critical noise ------------------------------------
-def judge_noise_ceiling(trials: pd.DataFrame, history: History = None, threshold: float = 0.95) -> Verdict:
+def judge_noise_ceiling(trials: pd.DataFrame, history: History = None,
+                        baselines: Baselines | None = None, threshold: float = 0.95) -> Verdict:
     """Each capacity's critical aug_noise (``PhaseDiagram.critical_z_``: the largest aug_noise at which some
     embedding_dim reaches ``threshold``, with its seed-resampling interval) against
     ``hypercube_critical_noise``, by ``analysis.agreement``'s rule for the critical z ([z_low, z_high))."""
@@ -361,7 +388,7 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "16 dims, nuisance variance off the means' span), the positive an independent draw of the same "
           "component, a linear InfoNCE encoder; overlap with the Fisher (LDA) subspace against PCA's. No public "
           "code was found; their experiment's sizes are not checked.",
-          decide=("5 seeds instead of 2 and steps 600 -> 3000 at the largest nuisance_std")),
+          decide=("5 seeds instead of 3 and steps 600 -> 3000 at the largest nuisance_std")),
     Claim("inversion", "Zimmermann et al. 2021", "sphere_mixing",
           "with enough capacity and a moderate kappa, the latents are linearly recovered (R^2 near 1); too "
           "little capacity or a degenerate kappa breaks it",
@@ -427,6 +454,6 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "embedding_dim 2..64, aug_noise 0..0.8, 3 seeds, InfoNCE t = 0.1, 600 steps; its boundary search runs "
           "only the cells that decide each row's boundary, so the best randlabel_acc at an aug_noise is the best "
           "over the sampled embedding_dims.",
-          decide=("an aug_noise grid twice as fine around the ceiling's critical noise, 5 seeds instead of 2 (narrower "
+          decide=("an aug_noise grid twice as fine around the ceiling's critical noise, 5 seeds instead of 3 (narrower "
                   "[z_low, z_high)), and embedding_dim to 128")),
 ]}

@@ -152,15 +152,19 @@ def find_parent_run(study: str, study_dir: str | Path, tracking_uri: str | None 
     return run.info.run_id, f"newest parent run {run.info.run_id} (none tagged with {here})"
 
 
-def _study_tracking_uri(study_dir: str | Path) -> str | None:
-    """The store the study itself was recorded in (``study.json``, written by ``clphase run``), if any."""
-    import json
-
+def _study_record(study_dir: str | Path) -> dict[str, Any]:
+    """The study's own record (``study.json``, written by ``clphase run``: its spec, store, parent run), or {}."""
     path = Path(study_dir) / "study.json"
     try:
-        return json.loads(path.read_text()).get("tracking_uri") if path.exists() else None
+        record = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError):
-        return None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _study_tracking_uri(study_dir: str | Path) -> str | None:
+    """The store the study itself was recorded in, if any."""
+    return _study_record(study_dir).get("tracking_uri")
 
 
 # --- agreement and the verdict ------------------------------------------------------------------
@@ -461,28 +465,20 @@ def _baselines_html(baselines: dict[str, Any], keys: list[str]) -> str:
     return "\n".join(parts)
 
 
-def search_record(study_dir: Path, spec_path: Path, n_trials: int) -> dict[str, Any]:
-    """Which searcher chose the trials: ``type`` (grid, random, optuna, boundary), the configs it ran and, for a
-    grid or a boundary search, the grid's size (from the spec; the boundary searcher's own record)."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
-    except (OSError, yaml.YAMLError):
-        raw = {}
-    raw = raw if isinstance(raw, dict) else {}
-    searcher = raw.get("searcher") if isinstance(raw.get("searcher"), dict) else {}
-    kind = str(searcher.get("type", "grid"))
-    record: dict[str, Any] = {"type": kind, "configs": n_trials}
+def search_record(study_dir: Path, n_trials: int) -> dict[str, Any]:
+    """Which searcher chose the trials (the spec ``clphase run`` recorded: grid, optuna or boundary), the trials it
+    ran and, for a boundary search, its own record: configs against the grid's and the number of rounds."""
+    searcher = (_study_record(study_dir).get("spec") or {}).get("searcher") or {}
+    record: dict[str, Any] = {"type": str(searcher.get("type", "grid")), "configs": n_trials}
     path = study_dir / "boundary_search.json"
-    if kind == "boundary" and path.exists():
+    if record["type"] == "boundary" and path.exists():
         try:
             search = json.loads(path.read_text())
         except (OSError, ValueError):
             search = {}
         record.update({k: search.get(k) for k in ("configs", "grid_configs", "fraction_of_grid")})
         rounds = search.get("rounds")
-        record["rounds"] = len(rounds) if isinstance(rounds, list) else rounds  # the searcher records each round
+        record["rounds"] = len(rounds) if isinstance(rounds, list) else rounds  # the searcher lists each round
     return record
 
 
@@ -805,7 +801,7 @@ def analyze(
             "expectations": claims,
         },
         "surface": volume["record"] if volume else None,
-        "search": search_record(study_dir, spec_path, len(trials)),
+        "search": search_record(study_dir, len(trials)),
         "baselines": _baselines_summary(diagram, trials, predicted, baselines, keys),
         "files": {"figures": figures, "summary": "summary.json", "report": "report.html", "dir": str(folder.resolve())},
         "mlflow": {"tracking_uri": tracking_uri, "parent_run_id": run_id, "logged": False, "message": message},

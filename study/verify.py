@@ -7,14 +7,13 @@ The verdict table is printed and written as ``<out>/claims.json`` and ``<out>/cl
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from analysis.claims import CLAIMS, Claim
+from analysis.claims import CLAIMS, Claim, seed_spread
 
 _PLOTS = ("phase_diagram.png", "metric_curves.png", "loss_vs_accuracy.png")
 
@@ -27,28 +26,6 @@ def _complete(study_dir: Path, n_trials: int) -> bool:
         return False
     status = pd.read_parquet(path, columns=["status"])["status"]
     return int(status.isin(["TERMINATED", "ERROR"]).sum()) >= n_trials
-
-
-def seed_spread(trials: Any, metric: str) -> dict[str, Any] | None:
-    """How far the seeds of one cell (``cell``: a config less its seed) spread on ``metric``: the number of
-    seeds and the median and largest standard deviation over seeds across cells (finished, non-diverged
-    trials). None where the table lacks the metric or the cell column."""
-    from analysis.claims import usable
-
-    try:
-        t = usable(trials)
-    except ValueError:
-        return None
-    if metric not in t or "cell" not in t or "seed" not in t:
-        return None
-    std = t.groupby("cell", observed=True)[metric].std().dropna()
-    n_seeds = int(t.groupby("cell", observed=True)["seed"].nunique().min()) if len(t) else 0
-    if std.empty:
-        return {"metric": metric, "n_seeds": n_seeds, "median_std": None, "max_std": None,
-                "text": f"{n_seeds} seed(s) per cell"}
-    return {"metric": metric, "n_seeds": n_seeds, "median_std": round(float(std.median()), 4),
-            "max_std": round(float(std.max()), 4),
-            "text": f"{n_seeds} seeds per cell, seed std of {metric} median {std.median():.3f}, max {std.max():.3f}"}
 
 
 def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | None, address: str | None,
@@ -78,10 +55,8 @@ def verify_claim(claim: Claim, *, smoke: bool, out: Path, tracking_uri: str | No
         row["analysis_error"] = str(err)
     try:
         history = load_history(study_dir) if (study_dir / "history.parquet").exists() else None
-        extra = {"baselines": load_baselines(study_dir)} if "baselines" in inspect.signature(claim.judge).parameters \
-            else {}
         trials = load_trials(study_dir)
-        verdict = claim.judge(trials, history, **extra)
+        verdict = claim.judge(trials, history, load_baselines(study_dir))
         row.update(verdict=verdict.verdict, measured=verdict.measured, figures=verdict.figures)
         metric = spec.analysis.get("metric") or spec.objective.metric
         row["seed_spread"] = seed_spread(trials, metric)

@@ -17,6 +17,7 @@ from analysis.claims import (
     judge_minimal_clusters,
     judge_nested,
     judge_noise_ceiling,
+    seed_spread,
 )
 from analysis.planted import make_volume_trials
 
@@ -210,8 +211,6 @@ def test_every_claim_says_its_setting_and_the_budget_that_would_decide_it():
 
 
 def test_seed_spread_is_the_std_over_the_seeds_of_each_cell():
-    from study.verify import seed_spread
-
     rows = [dict(encoder="mlp", width=8, depth=1, cell=c, seed=s, randlabel_acc=v)
             for c, values in (("a", (0.5, 0.7, 0.9)), ("b", (0.8, 0.8, 0.8))) for s, v in enumerate(values)]
     spread = seed_spread(_table(rows), "randlabel_acc")

@@ -170,6 +170,7 @@ class Pack:
             modules.append(ENCODERS[c["encoder"]](self.input_dim, **_kwargs(ENCODERS[c["encoder"]], c)))
         self.n_params = [sum(p.numel() for p in m.parameters()) for m in modules]
         self._stack(modules)
+        self._chunks = self._loss_chunks(self.batch_size)
         self.step = 0
         self.active = torch.ones(len(self.configs), dtype=torch.bool, device=self.device)  # not diverged
         self.steps_done = torch.zeros(len(self.configs), dtype=torch.long, device=self.device)
@@ -231,13 +232,25 @@ class Pack:
 
     def _loss(self, x: Tensor) -> Tensor:  # (K, 2B, D) -> (K,)
         z = self.encode(x)  # (K, 2B, E)
-        b, k = x.shape[1] // 2, len(x)
-        # On a GPU one call for all K; on a CPU the (K, B, B) logits would spill out of cache, and chunks
-        # of configs whose logits fit run faster (same numbers: configs never mix).
-        chunk = k if self.device.type != "cpu" else max(1, _CPU_LOSS_BYTES // (4 * b * b))
-        parts = [self.loss_fn(z[i:i + chunk, :b], z[i:i + chunk, b:], **self._temperatures(i, i + chunk))
-                 for i in range(0, k, chunk)]
+        b = x.shape[1] // 2
+        parts = [self.loss_fn(z[lo:hi, :b, :e], z[lo:hi, b:, :e], **self._temperatures(lo, hi))
+                 for lo, hi, e in self._chunks]
         return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _loss_chunks(self, b: int) -> list[tuple[int, int, int]]:
+        """(first, end, dims) of each loss call: on a GPU one call for all K; on a CPU the (K, B, B) logits
+        would spill out of cache, so runs of configs with one embedding_dim (a pack is ordered by it), cut to
+        chunks whose logits fit, each on its own columns (same numbers: configs never mix, and the padded
+        columns are zero)."""
+        k, dims = len(self.configs), self.embedding_dims
+        if self.device.type != "cpu":
+            return [(0, k, max(dims))]
+        size, chunks, lo = max(1, _CPU_LOSS_BYTES // (4 * b * b)), [], 0
+        for i in range(1, k + 1):
+            if i == k or i - lo == size or dims[i] != dims[lo]:
+                chunks.append((lo, i, max(dims[lo:i])))
+                lo = i
+        return chunks
 
     @property
     def done(self) -> bool:

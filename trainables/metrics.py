@@ -1,13 +1,12 @@
 """Held-out evaluation: how much of a scenario's ground truth an encoder's embeddings recover.
 
-``evaluate(z, heldout, truth)`` is what the trainer calls; the building blocks below it are
-public so that analysis code and tests can use them one at a time. They take NumPy arrays
-(``n`` samples in rows) and return plain floats; a non-finite or constant embedding gives
-NaN, never an exception, so that a diverged run still evaluates.
-
-``evaluate`` and ``evaluate_many`` run in torch (``trainables.probes``, ``trainables.kmeans``);
-the scikit-learn building blocks are the reference they are tested against, imported only when
-called (scikit-learn and SciPy cost a trial process about 2 s to import).
+``evaluate(z, heldout, truth)`` is what the trainer calls. It and ``evaluate_many`` run in torch
+(``trainables.probes``, ``trainables.kmeans``); the scikit-learn versions of its probes, k-means and
+regressions, one embedding at a time, are the tests' reference (tests/trainables/reference.py). The
+NumPy helpers here take arrays (``n`` samples in rows) and return plain floats; a non-finite or
+constant embedding gives NaN, never an exception, so that a diverged run still evaluates. SciPy and
+scikit-learn (about 2 s to import in a trial process) are imported only by the metrics that need them
+(MCC's assignment, the kernel regression).
 
 Probes and regressions are fitted on one half of the held-out sample and scored on the
 other (``fit_test_split``); the embedding is standardised with the fit half's statistics
@@ -17,7 +16,6 @@ whole held-out sample.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,43 +42,11 @@ def fit_test_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return perm[: n // 2], perm[n // 2 :]
 
 
-def standardise(z_fit: np.ndarray, z_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and scale each embedding dimension with the fit half's mean and std.
-
-    A dimension that is constant on the fit half keeps scale 1 (it becomes zero, not inf).
-    """
-    mean = z_fit.mean(axis=0)
-    std = z_fit.std(axis=0)
-    std = np.where(std > 1e-12 * (1.0 + np.abs(mean)), std, 1.0)
-    return (z_fit - mean) / std, (z_test - mean) / std
-
-
 def is_degenerate(z: np.ndarray) -> bool:
     """True for an embedding no metric can be read from: any NaN/inf, or every dimension constant."""
     if not np.isfinite(z).all():
         return True
     return bool(np.all(np.ptp(z, axis=0) <= 1e-12 * (1.0 + np.abs(z).max(initial=0.0))))
-
-
-def linear_probe_acc(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> float:
-    """Test accuracy of a multinomial logistic-regression probe ``y ~ softmax(W z + b)``.
-
-    ``z_*``: (n_*, E) embeddings (standardise them first), ``y_*``: (n_*,) integer labels.
-    L2-regularised (``C = PROBE_C``), lbfgs. NaN when ``z`` is not finite or ``y_fit`` has
-    fewer than two classes (no probe can be fitted).
-    """
-    if not (np.isfinite(z_fit).all() and np.isfinite(z_test).all()) or np.unique(y_fit).size < 2:
-        return NAN
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER)
-    with warnings.catch_warnings():
-        # an unconverged probe still gives a valid (lower-bound) accuracy; a sweep of
-        # thousands of trials should not print a warning for each
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        probe.fit(z_fit, y_fit)
-    return float(np.mean(probe.predict(z_test) == y_test))
 
 
 def random_labellings(n_clusters: int, n_labellings: int, seed: int = 0) -> np.ndarray:
@@ -98,73 +64,6 @@ def random_labellings(n_clusters: int, n_labellings: int, seed: int = 0) -> np.n
     for row in bits:
         row[rng.permutation(n_clusters)[n_clusters // 2 :]] = 1
     return bits
-
-
-def randlabel_acc(
-    z_fit: np.ndarray,
-    c_fit: np.ndarray,
-    z_test: np.ndarray,
-    c_test: np.ndarray,
-    *,
-    n_labellings: int = 8,
-    seed: int = 0,
-) -> float:
-    """Mean linear-probe test accuracy over random binary labellings of the true clusters.
-
-    ``c_*``: (n_*,) cluster ids. Labelling ``l`` maps cluster ``c`` to ``bits[l, c]``
-    (``random_labellings``); the probe predicts that bit from ``z``. 1.0 means every sampled
-    labelling is linearly decodable, HaoChen & Ma 2022's strong sense of cluster recovery;
-    about 0.5 means ``z`` carries no cluster information. NaN with fewer than two clusters.
-    """
-    ids, codes = np.unique(np.concatenate([c_fit, c_test]), return_inverse=True)
-    if ids.size < 2:
-        return NAN
-    codes_fit, codes_test = codes[: len(c_fit)], codes[len(c_fit) :]
-    bits = random_labellings(ids.size, n_labellings, seed)
-    accs = [linear_probe_acc(z_fit, b[codes_fit], z_test, b[codes_test]) for b in bits]
-    return float(np.mean(accs))
-
-
-def kmeans_ari_nmi(
-    z: np.ndarray, clusters: np.ndarray, n_clusters: int, seed: int = 0
-) -> tuple[float, float]:
-    """Adjusted Rand index and normalised mutual information of k-means on ``z`` against ``clusters``.
-
-    ``z``: (n, E), ``clusters``: (n,) true ids; k-means with ``k = n_clusters``,
-    ``KMEANS_N_INIT`` seeded restarts. Both are 1 for a perfect recovery and about 0 for
-    a clustering independent of the truth.
-    """
-    if is_degenerate(z):
-        return NAN, NAN
-    from sklearn.cluster import KMeans
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-    km = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct points than k
-        pred = km.fit_predict(z)
-    return float(adjusted_rand_score(clusters, pred)), float(normalized_mutual_info_score(clusters, pred))
-
-
-def effective_rank(z: np.ndarray, *, center: bool = True) -> float:
-    """Effective rank (Roy & Vetterli 2007): ``exp(H(p))``, ``p_i = s_i / sum_j s_j``.
-
-    ``s``: singular values of ``z`` (n, E), centred over samples unless ``center=False``;
-    ``H(p) = -sum_i p_i log p_i``. Between 1 (rank one) and ``min(n, E)`` (all singular
-    values equal). NaN for a non-finite or all-zero matrix.
-    """
-    z = np.asarray(z, dtype=np.float64)
-    if not np.isfinite(z).all():
-        return NAN
-    if center:
-        z = z - z.mean(axis=0)
-    s = np.linalg.svd(z, compute_uv=False)
-    total = s.sum()
-    if not total > 0:
-        return NAN
-    p = s[s > 0] / total
-    return float(np.exp(-np.sum(p * np.log(p))))
 
 
 def _orthonormal(a: np.ndarray) -> np.ndarray:
@@ -185,36 +84,6 @@ def subspace_overlap(a: np.ndarray, b: np.ndarray) -> float:
     qa, qb = _orthonormal(a), _orthonormal(b)
     cos = np.linalg.svd(qa.T @ qb, compute_uv=False)  # (min(p, q),)
     return float(np.mean(np.clip(cos, 0.0, 1.0) ** 2))
-
-
-def linearised_subspace(x: np.ndarray, z: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` input directions a linearised encoder emphasises most: (D, min(k, D, E)), orthonormal.
-
-    Least squares ``z - z̄ ≈ (x - x̄) W`` gives ``W``: (D, E), the best linear stand-in for the
-    encoder; its top-``k`` left singular vectors span the inputs with the largest gain. For a
-    linear encoder ``z = x A`` this is exactly the top-``k`` left singular space of ``A``.
-    """
-    xc = x - x.mean(axis=0)
-    zc = z - z.mean(axis=0)
-    w, *_ = np.linalg.lstsq(xc, zc, rcond=None)  # (D, E)
-    u, _, _ = np.linalg.svd(w, full_matrices=False)  # (D, min(D, E))
-    return u[:, :k]
-
-
-def r2_linear(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> float:
-    """Test R^2 of an ordinary least-squares map ``y ≈ z W + b``, uniformly averaged over ``y``'s dims.
-
-    ``z_*``: (n_*, E), ``y_*``: (n_*, k) or (n_*,). 1 when ``y`` is a linear function of ``z``
-    (Zimmermann et al. 2021's identifiability up to a linear map), about 0 (or below) when
-    independent. NaN for a non-finite ``z``.
-    """
-    if not (np.isfinite(z_fit).all() and np.isfinite(z_test).all()):
-        return NAN
-    from sklearn.linear_model import LinearRegression
-    from sklearn.metrics import r2_score
-
-    reg = LinearRegression().fit(z_fit, y_fit)
-    return float(r2_score(y_test, reg.predict(z_test), multioutput="uniform_average"))
 
 
 KERNEL_GRID = {"alpha": [1.0, 0.1, 0.01, 0.001], "gamma": list(np.logspace(-2, 2, 4))}
@@ -330,7 +199,7 @@ def evaluate_many(
     columns are ignored). ``heldouts``, ``truths``, ``seeds``: per embedding, from one scenario
     (same keys and n). Every fit of every embedding is one row of a batched solve
     (``trainables.probes``, ``trainables.kmeans``); only the MCC's assignment and the data-only PCA
-    overlap run per embedding on the host. Metrics agree with the scikit-learn building blocks above
+    overlap run per embedding on the host. Metrics agree with the scikit-learn reference
     up to the solvers' tolerances (tests/trainables/test_metrics.py holds them side by side).
     """
     k_n, n, e_max = z.shape

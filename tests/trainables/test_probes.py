@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import r2_score
 
-from trainables.metrics import standardise
+from tests.trainables.reference import standardise
 from trainables.probes import binary_probes, least_squares, logistic_probe, r2
 
 

@@ -13,69 +13,32 @@ A short script::
 ``analyze("runs/<study>")`` (``clphase analyze``) does all of it and writes the report.
 """
 
-from analysis.agreement import compare, summarise
-from analysis.load import (
-    add_capacity,
-    load_analysis_defaults,
-    load_history,
-    load_mlflow_trials,
-    load_trials,
-)
-from analysis.phase import PhaseDiagram, crossing
-from analysis.planted import make_phase_trials, planted_metric
-from analysis.plots import (
-    plot_agreement,
-    plot_loss_vs_accuracy,
-    plot_metric_curves,
-    plot_phase_diagram,
-    save_png,
-)
-from analysis.report import analyze, find_parent_run, main
-from analysis.theory import (
-    PREDICTIONS,
-    TheoryBoundary,
-    expectations,
-    gmm_between_var,
-    gmm_pca_critical_nuisance,
-    gmm_pca_overlap,
-    hypercube_linear_ceiling,
-    hypercube_linear_separable_fraction,
-    hypercube_mlp_critical_dim,
-    predict,
-    theory_boundaries,
-    threshold_functions,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "PREDICTIONS",
-    "PhaseDiagram",
-    "TheoryBoundary",
-    "add_capacity",
-    "analyze",
-    "compare",
-    "crossing",
-    "expectations",
-    "find_parent_run",
-    "gmm_between_var",
-    "gmm_pca_critical_nuisance",
-    "gmm_pca_overlap",
-    "hypercube_linear_ceiling",
-    "hypercube_linear_separable_fraction",
-    "hypercube_mlp_critical_dim",
-    "load_analysis_defaults",
-    "load_history",
-    "load_mlflow_trials",
-    "load_trials",
-    "main",
-    "make_phase_trials",
-    "planted_metric",
-    "plot_agreement",
-    "plot_loss_vs_accuracy",
-    "plot_metric_curves",
-    "plot_phase_diagram",
-    "predict",
-    "save_png",
-    "summarise",
-    "theory_boundaries",
-    "threshold_functions",
-]
+# Each name is imported from its module on first use, so that importing one module of the package (the
+# runner reads analysis.baselines) does not import them all (scikit-learn and matplotlib take seconds).
+_EXPORTS = {name: module for module, names in {
+    "agreement": ["compare", "summarise"],
+    "load": ["add_capacity", "load_analysis_defaults", "load_history", "load_mlflow_trials", "load_trials"],
+    "phase": ["PhaseDiagram", "crossing"],
+    "planted": ["make_phase_trials", "planted_metric"],
+    "plots": ["plot_agreement", "plot_loss_vs_accuracy", "plot_metric_curves", "plot_phase_diagram", "save_png"],
+    "report": ["analyze", "find_parent_run", "main"],
+    "theory": ["PREDICTIONS", "TheoryBoundary", "expectations", "gmm_between_var", "gmm_pca_critical_nuisance",
+               "gmm_pca_overlap", "hypercube_linear_ceiling", "hypercube_linear_separable_fraction",
+               "hypercube_mlp_critical_dim", "predict", "theory_boundaries", "threshold_functions"],
+}.items() for name in names}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"analysis.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

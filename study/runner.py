@@ -9,6 +9,7 @@ finished trials are kept, unfinished ones continue from their last checkpoint.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -266,20 +267,37 @@ def run_study(
     mirror: Any = None
     parent: str | None = None
     previous: str | None = None
+    opening: concurrent.futures.Future | None = None
+    saved_environment: dict[str, str] | None = None
+    started_ray = False
     try:
         state = _check_start(spec, study_dir, resume)  # again: another writer may have been here meanwhile
         uri = study_store(state, tracking_uri)
         if resume and not state:
             print(f"[clphase] nothing to resume in {study_dir}; starting the study", flush=True)
         records = StudyRecords(study_dir, spec.name)  # before MLflow: unreadable records change no run
-        # MLflow next: a store that cannot be reached stops the study before Ray starts.
         mirror = MlflowMirror(uri, spec.name, study_dir, _name_keys(spec))
         parent = (state or {}).get("parent_run_id")
-        previous = _run_status(mirror, parent)
+
+        def open_store() -> tuple[str | None, str]:
+            return _run_status(mirror, parent), mirror.open(parent, path if not state else None)
+
+        # A server that cannot be reached stops the study before Ray starts. A local sqlite file is opened
+        # (its tables created or migrated: seconds) while Ray starts; if it fails, Ray is shut down again.
+        opening = None
+        if mirror.tracking_uri.startswith("sqlite:"):
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="clphase-store")
+            opening = pool.submit(open_store)
+            pool.shutdown(wait=False)  # its one thread ends with the task
+            saved_environment = _tune_environment(verbose)
+            started_ray = _init_ray(address, verbose)
         try:
-            parent_id = mirror.open(parent, path if not state else None)
+            previous, parent_id = opening.result() if opening else open_store()
         except TrackingUnavailable as err:
             raise StudyError(f"{err}. Start the server, or choose another store with --tracking-uri.") from None
+        if opening is None:
+            saved_environment = _tune_environment(verbose)
+            started_ray = _init_ray(address, verbose)
         if not state:
             shutil.copyfile(path, study_dir / "spec.yaml")
             state = {"spec": spec.model_dump(mode="json"), "smoke": smoke, "parent_run_id": parent_id,
@@ -292,12 +310,21 @@ def run_study(
         return _sweep(spec, spec_path, study_dir, records, mirror, parent_id, resume=resume, address=address,
                       verbose=verbose, trainable=trainable)
     except BaseException as err:
+        if opening is not None:
+            opening.exception()  # the store is not written from two threads
         if mirror is not None and (mirror.parent_id or parent):
             mirror.parent_id = mirror.parent_id or parent
             mirror.close(previous if previous in _ENDED else "KILLED" if isinstance(err, KeyboardInterrupt)
                          else "FAILED")
         raise
     finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        if saved_environment is not None:
+            os.environ.clear()
+            os.environ.update(saved_environment)
         lock.release()
         if created:
             with contextlib.suppress(OSError):
@@ -484,11 +511,7 @@ def _sweep(
 
     # Tune's result-file loggers are off (see _tune_environment), so its end-of-run summary cannot read them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    saved_environment = _tune_environment(verbose)
-    started_ray = False
     try:
-        started_ray = _init_ray(address, verbose)
-        import ray
         from ray import tune
 
         if address:
@@ -541,10 +564,6 @@ def _sweep(
         progress.close()
     finally:
         records.flush(force=True)
-        if started_ray:
-            ray.shutdown()
-        os.environ.clear()
-        os.environ.update(saved_environment)
 
     frame = records.trials_frame()
     finished = int((frame["status"] == "TERMINATED").sum()) if len(frame) else 0

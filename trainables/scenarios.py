@@ -46,22 +46,19 @@ class Scenario:
 # validation and sampling helpers
 
 
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+def _checked(scenario: Callable[..., Scenario]) -> Callable[..., Scenario]:
+    """Check each keyword argument against its one statement of type and range (``trainables.config``:
+    the annotated signature and ``KWARG_BOUNDS``); raises ``ConfigError`` (a ``ValueError``) naming it.
+    Limits between arguments (``n_invariant <= dim``) are each scenario's own."""
 
+    @functools.wraps(scenario)
+    def checked(**kwargs: Any) -> Scenario:
+        from trainables.config import params_of
 
-def _float(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
-           open_low: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < low or value > high or (open_low and value == low):
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must lie in {bracket}{low}, {high}], got {value}")
-    return float(value)
+        params = params_of(checked)
+        return scenario(**{k: params[k].check(k, v) if k in params else v for k, v in kwargs.items()})
+
+    return checked
 
 
 def _randn(gen: torch.Generator, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -77,7 +74,7 @@ def _randint(gen: torch.Generator, low: int, high: int, *shape: int) -> Tensor:
 
 
 def _frozen_generator(data_seed: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(_int("data_seed", data_seed, 0))
+    return torch.Generator(device="cpu").manual_seed(int(data_seed))
 
 
 def _random_orthogonal(n: int, gen: torch.Generator) -> Tensor:
@@ -213,6 +210,7 @@ def _uniform_sphere(gen: torch.Generator, n: int, d: int) -> Tensor:  # (n, d) f
 # scenarios
 
 
+@_checked
 def hypercube(*, dim: int = 16, n_invariant: int = 3, aug_noise: float = 0.1, spurious: str = "redraw",
               data_seed: int = 0, device: Device = "cpu") -> Scenario:
     """Hypercube with invariant and spurious bits (HaoChen & Ma 2022; Saunshi et al. 2022).
@@ -225,15 +223,9 @@ def hypercube(*, dim: int = 16, n_invariant: int = 3, aug_noise: float = 0.1, sp
     ``label`` = [w · b_inv > 0] with w ~ N(0, I_s) fixed by ``data_seed`` (ties have
     probability 0); ``bits`` = b (n, dim).
     """
-    dim = _int("dim", dim, 1)
-    s = _int("n_invariant", n_invariant, 1)
+    s = n_invariant
     if s > dim:
         raise ValueError(f"n_invariant must be <= dim, got n_invariant={s} > dim={dim}")
-    if s > 62:
-        raise ValueError(f"n_invariant must be <= 62 so that cluster ids (2^n_invariant) fit int64, got {s}")
-    aug_noise = _float("aug_noise", aug_noise, 0.0)
-    if spurious not in ("redraw", "scale"):
-        raise ValueError(f"spurious must be one of 'redraw', 'scale', got {spurious!r}")
     device = torch.device(device)
     w = _randn(_frozen_generator(data_seed), s, dtype=torch.float64)  # (s,)
     powers = 2 ** torch.arange(s)  # (s,) int64
@@ -265,6 +257,7 @@ def hypercube(*, dim: int = 16, n_invariant: int = 3, aug_noise: float = 0.1, sp
     return Scenario("hypercube", dim, pairs, heldout, truth)
 
 
+@_checked
 def gmm(*, dim: int = 16, n_clusters: int = 4, separation: float = 4.0, nuisance_std: float = 3.0,
         aug_noise: float = 0.1, cov_tilt: float = 0.0, data_seed: int = 0,
         device: Device = "cpu") -> Scenario:
@@ -286,15 +279,11 @@ def gmm(*, dim: int = 16, n_clusters: int = 4, separation: float = 4.0, nuisance
     ``means`` (K, dim), ``covariance`` (dim, dim), ``pca_eigenvalues`` (dim,) descending (under
     ties the PCA subspace is not unique and ``pca_basis`` is one choice).
     """
-    dim = _int("dim", dim, 1)
-    k = _int("n_clusters", n_clusters, 2)
+    k = n_clusters
     if k - 1 > dim:
         raise ValueError(f"n_clusters - 1 must be <= dim (the means span a (K-1)-dim subspace), "
                          f"got n_clusters={k}, dim={dim}")
-    separation = _float("separation", separation, 0.0, open_low=True)
-    nuisance_std = _float("nuisance_std", nuisance_std, 0.0, open_low=True)
-    aug_noise = _float("aug_noise", aug_noise, 0.0, 1.0)
-    tilt = _float("cov_tilt", cov_tilt, 0.0, math.pi / 2)
+    tilt = cov_tilt
     device = torch.device(device)
 
     frame = _random_orthogonal(dim, _frozen_generator(data_seed))  # (D, D)
@@ -346,6 +335,7 @@ def gmm(*, dim: int = 16, n_clusters: int = 4, separation: float = 4.0, nuisance
     return Scenario("gmm", dim, pairs, heldout, truth)
 
 
+@_checked
 def sphere_mixing(*, latent_dim: int = 5, kappa: float = 10.0, mixing_layers: int = 3, data_seed: int = 0,
                   device: Device = "cpu") -> Scenario:
     """Latents on the sphere seen through an invertible MLP (Zimmermann et al. 2021, cl-ica).
@@ -356,11 +346,10 @@ def sphere_mixing(*, latent_dim: int = 5, kappa: float = 10.0, mixing_layers: in
     Heldout truth: ``latent`` = z (n, latent_dim). Static truth: ``mixing`` = g (with
     ``g.inverse``).
     """
-    d = _int("latent_dim", latent_dim, 2)
-    kappa = _float("kappa", kappa, 0.0, open_low=True)
-    n_layers = _int("mixing_layers", mixing_layers, 0)
+    d = latent_dim
+    n_layers = mixing_layers
     device = torch.device(device)
-    g = invertible_mlp(d, n_layers, _int("data_seed", data_seed, 0), device)
+    g = invertible_mlp(d, n_layers, data_seed, device)
 
     def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         z = _uniform_sphere(gen, batch_size, d)
@@ -380,6 +369,7 @@ def _wishart(gen: torch.Generator, d: int) -> Tensor:
     return a @ a.T
 
 
+@_checked
 def content_style(*, content_dim: int = 5, style_dim: int = 5, aug_noise: float = 1.0,
                   style_change_prob: float = 0.75, dependence: bool = True, mixing_layers: int = 3,
                   data_seed: int = 0, device: Device = "cpu") -> Scenario:
@@ -400,14 +390,13 @@ def content_style(*, content_dim: int = 5, style_dim: int = 5, aug_noise: float 
     Heldout truth: ``latent`` = (c, s) (n, content_dim + style_dim), ``content`` (n, content_dim),
     ``style`` (n, style_dim). Static truth: ``mixing`` = g.
     """
-    n_c = _int("content_dim", content_dim, 1)
-    n_s = _int("style_dim", style_dim, 1)
-    aug_noise = _float("aug_noise", aug_noise, 0.0)
-    p_change = _float("style_change_prob", style_change_prob, 0.0, 1.0)
-    n_layers = _int("mixing_layers", mixing_layers, 0)
+    n_c = content_dim
+    n_s = style_dim
+    p_change = style_change_prob
+    n_layers = mixing_layers
     device = torch.device(device)
     d = n_c + n_s
-    seed = _int("data_seed", data_seed, 0)
+    seed = data_seed
     frozen = _frozen_generator(seed)
     if dependence:
         chol_c, chol_s, chol_a = (torch.linalg.cholesky(_wishart(frozen, k)) for k in (n_c, n_s, n_s))
@@ -438,6 +427,7 @@ def content_style(*, content_dim: int = 5, style_dim: int = 5, aug_noise: float 
     return Scenario("content_style", d, pairs, heldout, truth)
 
 
+@_checked
 def nested_clusters(*, dim: int = 16, n_groups: int = 4, n_sub: int = 4, group_separation: float = 8.0,
                     sub_separation: float = 2.0, cluster_std: float = 0.3, aug_noise: float = 0.0,
                     data_seed: int = 0, device: Device = "cpu") -> Scenario:
@@ -456,16 +446,10 @@ def nested_clusters(*, dim: int = 16, n_groups: int = 4, n_sub: int = 4, group_s
     [0, r0) with group = subcluster // n_sub. Static truth: ``group_centres`` (r, dim),
     ``subcluster_centres`` (r0, dim).
     """
-    dim = _int("dim", dim, 1)
-    r = _int("n_groups", n_groups, 2)
-    n_sub = _int("n_sub", n_sub, 1)
+    r = n_groups
     if r - 1 > dim or n_sub - 1 > dim:
         raise ValueError(f"n_groups - 1 and n_sub - 1 must be <= dim (each set of centres is a simplex), "
                          f"got n_groups={r}, n_sub={n_sub}, dim={dim}")
-    group_separation = _float("group_separation", group_separation, 0.0, open_low=True)
-    sub_separation = _float("sub_separation", sub_separation, 0.0)
-    cluster_std = _float("cluster_std", cluster_std, 0.0)
-    aug_noise = _float("aug_noise", aug_noise, 0.0, 1.0)
     device = torch.device(device)
 
     frozen = _frozen_generator(data_seed)

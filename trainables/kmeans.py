@@ -1,60 +1,18 @@
 """Batched k-means, adjusted Rand index and normalised mutual information in torch.
 
-A torch-native replacement for scikit-learn's ``KMeans`` + ``adjusted_rand_score`` +
-``normalized_mutual_info_score`` that evaluates a *pack* of ``K`` independent embeddings at
-once. With scikit-learn, scoring ``K`` encoders means ``K`` serial fits on the host (and a
-device-to-host copy of every embedding first); here the ``K`` problems (times ``n_init``
-restarts) are stacked along a batch dimension and run together with ``bmm``/``scatter`` on
-whatever device the embeddings live on.
+scikit-learn's ``KMeans`` + ``adjusted_rand_score`` + ``normalized_mutual_info_score`` for a pack of
+``K`` embeddings at once, on their device: the ``K`` problems (times ``n_init`` restarts) are stacked
+along a batch dimension and run together with ``bmm``/``scatter``, in float64, each centred on its own
+mean as scikit-learn does. As there: greedy k-means++ (``2 + int(log(n_clusters))`` candidates per
+centre), Lloyd iterations until the labels stop changing or the squared centre shift is ``<= tol * var``,
+empty clusters re-seeded with the farthest points, the restart of lowest inertia kept. One difference:
+``var`` averages over the features that are not identically zero, so zero-padded embeddings give the
+labels of unpadded ones bit for bit (sums over features also run one feature after the other).
 
-``batched_kmeans(z, n_clusters, seeds)`` on ``z`` of shape ``(K, n, E)``:
-
-* Precision: everything is computed in float64, on CPU and on CUDA alike (the problems are
-  small, and float64 keeps the arithmetic as close to scikit-learn's as possible). Each
-  problem is centred on its own mean first, as scikit-learn does.
-* Randomness: one ``torch.Generator`` per problem, on CPU, seeded with ``seeds[k]``, draws
-  everything problem ``k`` needs up front (a ``(n_init, n_clusters, n_local_trials)``
-  uniform table); the table is then moved to ``z``'s device. The global RNG is never used.
-* Initialisation: *greedy* k-means++ as in scikit-learn: the first centre is a uniformly
-  drawn point; each further centre is the best, by resulting potential (sum of squared
-  distances to the nearest centre), of ``n_local_trials = 2 + int(log(n_clusters))``
-  candidates drawn with probability proportional to the squared distance to the nearest
-  centre chosen so far.
-* Lloyd iterations as in scikit-learn's ``_kmeans_single_lloyd``: assign every point to
-  its nearest centre, move every centre to the mean of its points. A problem stops when its
-  labels did not change ("strict convergence") or when the total squared centre shift is
-  ``<= tol * var``, where ``var`` is the mean per-feature variance of the data, averaged
-  over the features that are not identically zero (scikit-learn averages over all features;
-  leaving out all-zero columns makes zero-padded embeddings give the same result as
-  unpadded ones). A stopped problem is frozen (its centres and labels no longer change), so
-  that it is unaffected by the problems still running; the loop ends when every problem has
-  stopped or after ``max_iter`` iterations. As in scikit-learn, a problem that did not stop
-  by strict convergence gets one more assignment step so that its labels match its centres.
-* Empty clusters are re-seeded deterministically as in scikit-learn: the ``j``-th empty
-  cluster of an iteration gets the ``j``-th point farthest from its assigned centre (ties by
-  point index), which is moved out of its old cluster's mean. A cluster that stays empty
-  (e.g. fewer distinct points than clusters) keeps its old centre.
-* Of the ``n_init`` restarts, each problem keeps the one of lowest inertia (the first on
-  ties).
-
-Problem ``k``'s labels depend only on ``z[k]``, ``n_clusters`` and ``seeds[k]`` (and the
-keyword arguments), never on the other problems or on ``K``: every operation acts on each
-problem separately, no reduction mixes problems, and a problem that stops leaves the working
-set (so that the others are not slowed down by it either). Zero-padded feature columns leave
-the labels bit-identical: sums over features are taken one feature after the other (torch's
-own reductions group their terms by length), and the matrix products only add zero terms.
-On CUDA the results are reproducible too (no atomics in floating point: segment sums there
-are one-hot ``bmm``), but can differ from the CPU's at exact near-ties, as the products round
-differently.
-
-Implementation: each Lloyd step is one ``bmm`` of ``[|c|^2, -2c]`` with ``[1; x^T]`` giving
-(B, C, n) scores (``|x|^2`` does not change the argmin), a minimum over ``C``, the first
-centre attaining it, a ``scatter_add`` (CPU) or one-hot ``bmm`` (CUDA) of the points into
-per-cluster sums, and a ``bincount`` for the sizes.
-
-``ari_nmi(true, pred)`` computes both scores for ``K`` labellings at once from the sparse
-contingency table (only its non-zero entries, found with ``torch.unique``), with
-scikit-learn's formulas and special cases.
+Problem ``k``'s labels depend only on ``z[k]``, ``n_clusters`` and ``seeds[k]`` (its own CPU
+generator draws all its random numbers up front; the global RNG is never used): no reduction mixes
+problems, and a problem that stops leaves the working set. On CUDA the segment sums are one-hot ``bmm``
+(no floating-point atomics), reproducible, but they can differ from the CPU's at exact near-ties.
 """
 
 from __future__ import annotations

@@ -99,6 +99,7 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
     }
     print(f"[clphase bench] {len(configs)} configs x {steps} steps on "
           f"{figures['gpu'] or str(os.cpu_count()) + ' CPU cores'}", flush=True)
+    asked = pack_size  # "auto" also lets the runner balance the packs over the trials that run at once
     if pack_size == "auto" and not on_gpu:  # the size the run will use, for the record
         from study.runner import resolve_pack_size
 
@@ -108,7 +109,7 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
         "a": ("plain loop", lambda folder: plain_loop(configs)),
         "b": ("clphase, one config per trial", lambda folder: through_clphase(base, folder, address)),
         "c": (f"clphase, packs of {pack_size}", lambda folder: through_clphase(
-            bench_spec(steps, seeds, list(widths), list(dims), pack_size, share), folder, address)),
+            bench_spec(steps, seeds, list(widths), list(dims), asked, share), folder, address)),
     }
     for way in ways:
         name, fn = runs[way]

@@ -68,17 +68,29 @@ def resolve_pack_size(spec: StudySpec) -> int:
     return max(1, int(size * share))
 
 
-def param_space(spec: StudySpec, pack_size: int = 1) -> dict[str, Any]:
+def pack_slots(spec: StudySpec) -> int:
+    """How many packs run side by side, for ``plan_packs`` to balance: with ``pack_size: auto`` on CPUs,
+    the trials the running Ray's CPUs hold at once (at most ``max_concurrent``); else 1 (packs as cut)."""
+    if spec.pack_size != "auto" or spec.resources.gpu > 0:
+        return 1
+    import ray
+
+    slots = int(ray.cluster_resources().get("CPU", 1) // spec.resources.cpu) if ray.is_initialized() else 1
+    return max(1, min(slots, spec.max_concurrent or slots))
+
+
+def param_space(spec: StudySpec, pack_size: int = 1, slots: int = 1) -> dict[str, Any]:
     """The Tune param space. Grid: one grid cell per pack, ``{"pack": [config, ...]}`` with at most
-    ``pack_size`` of the spec's effective configs (resolved once, at spec time). Optuna: the fixed keys
-    and the distributions; each suggestion is a pack of one."""
+    ``pack_size`` of the spec's effective configs (resolved once, at spec time), balanced over ``slots``
+    trials side by side (``plan_packs``). Optuna: the fixed keys and the distributions; each suggestion
+    is a pack of one."""
     from ray import tune
 
     if spec.searcher.type == "grid":
         from trainables.engine import plan_packs
 
         cells = spec.cells()
-        packs = [[cells[i] for i in pack] for pack in plan_packs(cells, pack_size)]
+        packs = [[cells[i] for i in pack] for pack in plan_packs(cells, pack_size, slots)]
         return {"pack": tune.grid_search(packs), "objective": spec.objective.metric, "mode": spec.objective.mode}
     from search_spaces import distribution
 
@@ -536,7 +548,7 @@ def _sweep(
             tuner = tune.Tuner(
                 fn,
                 # boundary search: the searcher proposes every pack, and says when it is done (num_samples -1)
-                param_space={} if spec.searcher.type == "boundary" else param_space(spec, pack_size),
+                param_space={} if spec.searcher.type == "boundary" else param_space(spec, pack_size, pack_slots(spec)),
                 tune_config=tune.TuneConfig(
                     metric=spec.objective.metric,
                     mode=spec.objective.mode,

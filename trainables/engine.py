@@ -26,6 +26,7 @@ configs of one shape match their lone run bitwise on CPU (tests/trainables/test_
 from __future__ import annotations
 
 import functools
+import heapq
 import inspect
 import math
 import os
@@ -41,7 +42,7 @@ from trainables.losses import LOSSES
 from trainables.metrics import evaluate_many
 from trainables.scenarios import SCENARIOS
 
-__all__ = ["PER_CONFIG_KEYS", "Pack", "auto_pack_size", "pack_flops", "pack_key", "pack_memory_bytes",
+__all__ = ["PER_CONFIG_KEYS", "Pack", "auto_pack_size", "pack_cost", "pack_flops", "pack_key", "pack_memory_bytes",
            "pick_device", "plan_packs", "train"]
 
 # Config keys that may differ inside one pack; every other key of the effective config must agree.
@@ -392,14 +393,15 @@ def train(config: Mapping[str, Any], history: list[dict[str, float]] | None = No
 # planning packs (in the driver)
 
 
-def plan_packs(configs: Sequence[Mapping[str, Any]], size: int) -> list[list[int]]:
+def plan_packs(configs: Sequence[Mapping[str, Any]], size: int, slots: int = 1) -> list[list[int]]:
     """Split effective ``configs`` into packs of at most ``size``: lists of indices into ``configs``.
 
     Configs share a pack only under one ``pack_key``; within a key they are ordered by (lr,
     weight_decay, width, embedding_dim) and cut into the fewest packs of at most ``size``, of sizes that
     differ by at most one, so a pack pads little, holds few optimiser groups and is no small remainder.
-    Packs come most expensive first (``pack_flops``), so the longest trials do not start last. Indices
-    within a pack keep that order.
+    With ``slots`` > 1 packs run side by side, and the costliest ones are halved where that ends the
+    study sooner (``_balance``, on ``pack_cost``). Packs come most expensive first, so the longest trials
+    do not start last. Indices within a pack keep that order.
     """
     if size < 1:
         raise ValueError(f"pack size must be >= 1, got {size}")
@@ -413,18 +415,60 @@ def plan_packs(configs: Sequence[Mapping[str, Any]], size: int) -> list[list[int
         n_packs = -(-len(ordered) // size)
         bounds = [len(ordered) * j // n_packs for j in range(n_packs + 1)]
         packs += [ordered[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
-    cost = {tuple(p): pack_flops([configs[i] for i in p]) for p in packs}
-    return sorted(packs, key=lambda p: (-cost[tuple(p)], p[0]))
+
+    shapes = [_layer_shapes(c) for c in configs]
+
+    @functools.cache
+    def cost(pack: tuple[int, ...]) -> int:
+        return _step_cost([shapes[i] for i in pack], configs[pack[0]]["batch_size"])
+
+    if slots > 1:
+        packs = _balance(packs, slots, lambda p: cost(tuple(p)))
+    return sorted(packs, key=lambda p: (-cost(tuple(p)), p[0]))
+
+
+def _balance(packs: list[list[int]], slots: int, cost: Callable[[list[int]], int]) -> list[list[int]]:
+    """``packs`` with every pack above a cost cap halved (again, while it is): of the caps C / 2^(j/2),
+    C the costliest pack's cost, the one whose packs end soonest on ``slots`` trials started costliest
+    first (list scheduling, as Tune starts them); the fewest packs among equals."""
+    def cut(pack: list[int], cap: float) -> list[list[int]]:
+        if len(pack) < 2 or cost(pack) <= cap:
+            return [pack]
+        return cut(pack[:len(pack) // 2], cap) + cut(pack[len(pack) // 2:], cap)
+
+    def makespan(plan: list[list[int]]) -> int:
+        ends = [0] * slots
+        for c in sorted(map(cost, plan), reverse=True):
+            heapq.heapreplace(ends, ends[0] + c)
+        return max(ends)
+
+    top = max(map(cost, packs))
+    plans = [[q for p in packs for q in cut(p, top / 2 ** (j / 2))] for j in range(21)]
+    return min(plans, key=lambda plan: (makespan(plan), len(plan)))
+
+
+# What a CPU training step costs beyond its arithmetic, in multiply-adds of the same time (measured on a
+# 2-core x86 machine, one thread: an MLP pack's step is ~1 ms + ~0.3 ms per config + 1 ms per 3.5e7).
+_PACK_OVERHEAD, _CONFIG_OVERHEAD = 35_000_000, 10_000_000
+
+
+def pack_cost(configs: Sequence[Mapping[str, Any]]) -> int:
+    """A training step's estimated cost, in multiply-adds: ``pack_flops`` plus the step's fixed cost and
+    each config's (its own operations over small tensors), for ordering and balancing packs."""
+    return _step_cost([_layer_shapes(c) for c in configs], configs[0]["batch_size"])
 
 
 def pack_flops(configs: Sequence[Mapping[str, Any]]) -> int:
-    """Multiply-adds of one training step of a pack, padded to its widest shapes (for ordering packs):
-    per config, both views (2B rows) through every layer forward and backward (x3), plus the (B, B)
-    similarities over the widest embedding (x3)."""
-    shapes = [_layer_shapes(c) for c in configs]
-    b = configs[0]["batch_size"]
+    """Multiply-adds of one training step of a pack, padded to its widest shapes: per config, both views
+    (2B rows) through every layer forward and backward (x3), plus the (B, B) similarities over the widest
+    embedding (x3)."""
+    return _step_cost([_layer_shapes(c) for c in configs], configs[0]["batch_size"], overhead=False)
+
+
+def _step_cost(shapes: list[list[tuple[int, int]]], b: int, overhead: bool = True) -> int:
     widest = [(max(s[l][0] for s in shapes), max(s[l][1] for s in shapes)) for l in range(len(shapes[0]))]
-    return len(configs) * (3 * 2 * b * sum(o * i for o, i in widest) + 3 * b * b * widest[-1][0])
+    flops = len(shapes) * (3 * 2 * b * sum(o * i for o, i in widest) + 3 * b * b * widest[-1][0])
+    return flops + (_PACK_OVERHEAD + len(shapes) * _CONFIG_OVERHEAD if overhead else 0)
 
 
 def pack_memory_bytes(config: Mapping[str, Any]) -> int:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from study.runner import run_study
+from study.runner import pack_slots, run_study
 from study.spec import SpecError, parse_spec
 from tests.study.conftest import TINY, write_spec
 
@@ -45,3 +45,11 @@ def test_packs_need_the_grid_searcher():
     with pytest.raises(SpecError, match="pack_size"):
         parse_spec({**base, "scheduler": {"type": "asha"}})
     assert parse_spec({**base, "pack_size": "auto"}).pack_size == "auto"
+
+
+def test_auto_packs_are_balanced_over_the_trials_that_run_at_once():
+    base = {"name": "p", "trainable": dict(TINY), "grid": {"embedding_dim": [2]}, "pack_size": "auto"}
+    assert pack_slots(parse_spec(base)) == 2  # the session's Ray has 2 CPUs, a trial takes 1
+    assert pack_slots(parse_spec({**base, "max_concurrent": 1})) == 1
+    assert pack_slots(parse_spec({**base, "pack_size": 4})) == 1  # a size asked for is kept
+    assert pack_slots(parse_spec({**base, "resources": {"cpu": 1, "gpu": 0.5}})) == 1  # GPU packs stay whole

@@ -22,6 +22,7 @@ from trainables.engine import (
     PER_CONFIG_KEYS,
     Pack,
     auto_pack_size,
+    pack_cost,
     pack_flops,
     pack_key,
     pack_memory_bytes,
@@ -331,6 +332,29 @@ def test_plan_packs_cuts_each_key_into_packs_of_similar_shape():
     assert len(Pack([mixed[i] for i in pack]).optimizer.param_groups) == 2
     with pytest.raises(ValueError, match="pack size"):
         plan_packs(cells, 0)
+
+
+def test_plan_packs_halves_packs_only_where_the_slots_then_end_sooner():
+    base = _configs("hypercube-info_nce-mlp2")[0]
+    # 16 configs of one shape: a step costs a + b K for a pack of K, so on s slots s packs of 16 / s end
+    # first (2s packs of half the size pay the fixed cost a twice per slot)
+    alike = [{**base, "width": 128, "seed": s} for s in range(16)]
+    (whole,) = plan_packs(alike, 16)
+    for slots in (1, 2, 4, 8):
+        packs = plan_packs(alike, 16, slots)
+        assert sorted(len(p) for p in packs) == [16 // slots] * slots
+        assert sorted(i for p in packs for i in p) == list(range(16))
+        for p in packs:  # a half keeps its order: a run of the whole pack
+            j = whole.index(p[0])
+            assert whole[j:j + len(p)] == p
+        costs = [pack_cost([alike[i] for i in p]) for p in packs]
+        assert costs == sorted(costs, reverse=True)
+    # a pack costlier than the rest together and one cheap pack, on 2 slots: halving the costly one would
+    # put two of its halves on one slot, so nothing is cut
+    wide = [{**base, "width": 128, "embedding_dim": e, "seed": s} for s in range(4) for e in (2, 8)]
+    cheap = [effective({**base, "encoder": "linear", "embedding_dim": e, "seed": s}) for s in range(4) for e in (2, 8)]
+    assert plan_packs(wide + cheap, 8, 2) == plan_packs(wide + cheap, 8)
+    assert pack_cost(wide) > pack_cost(cheap) and pack_cost(wide) > pack_flops(wide)
 
 
 def test_auto_pack_size_follows_the_model_size_on_cpu():

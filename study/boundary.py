@@ -352,19 +352,7 @@ class BoundarySearch(Searcher):
 
     # --- planning ------------------------------------------------------------------------------------
     def _free_slots(self) -> int:
-        total = self.slots
-        if total is None:
-            total = 1
-            try:
-                import ray
-
-                if ray.is_initialized():
-                    resources = ray.cluster_resources()
-                    gpu = self.trial_resources.get("gpu", 0.0)
-                    cpu = self.trial_resources.get("cpu", 1.0)
-                    total = int(resources.get("GPU", 0) // gpu) if gpu else int(resources.get("CPU", 1) // cpu)
-            except Exception:  # noqa: BLE001 - no cluster to ask: one slot
-                total = 1
+        total = self.slots if self.slots is not None else cluster_slots(self.trial_resources)
         return max(1, total - len(self.live))
 
     def _plan(self) -> None:
@@ -599,6 +587,21 @@ def settings(spec: StudySpec) -> dict[str, Any]:
     chosen["fixed"] = {k: v[0] for k, v in axes.items() if k not in roles.values() and k != "seed"}  # one value
     chosen["seeds"] = axes["seed"]
     return chosen
+
+
+def cluster_slots(trial_resources: Mapping[str, float]) -> int:
+    """How many trials of ``trial_resources`` (``{"cpu": .., "gpu": ..}``) the running Ray cluster holds
+    at once: its GPUs, or else its CPUs, over one trial's share (1 without a cluster to ask)."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return 1
+        resources = ray.cluster_resources()
+    except Exception:  # noqa: BLE001 - no cluster to ask: one slot
+        return 1
+    gpu, cpu = trial_resources.get("gpu", 0.0), trial_resources.get("cpu", 1.0)
+    return max(1, int(resources.get("GPU", 0) // gpu) if gpu else int(resources.get("CPU", 1) // cpu))
 
 
 def check_spec(spec: StudySpec) -> None:

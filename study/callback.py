@@ -13,7 +13,7 @@ from ray.tune.experiment import Trial
 from study.progress import ProgressLine
 from study.records import StudyRecords, config_id
 from study.tracking import MlflowMirror
-from trainables.config import effective, known_keys
+from trainables.config import known_keys
 
 
 def config_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -45,16 +45,11 @@ class StudyCallback(Callback):
         self.ignored: set[str] = set()  # rows of re-created duplicates of finished cells (see on_trial_start)
 
     def _members(self, trial: Trial) -> list[tuple[str, dict[str, Any]]]:
-        """(row id, effective config) of each config a trial trains. A pack's configs were resolved at spec
-        time and are recorded as they are; a searcher's flat suggestion is resolved here, once."""
+        """(row id, effective config) of each config a trial trains, recorded as the driver resolved them."""
         if trial.trial_id not in self.configs:
-            if "pack" in trial.config:
-                pack = trial.config["pack"]
-                ids = [trial.trial_id] if len(pack) == 1 else [f"{trial.trial_id}-{k:03d}" for k in range(len(pack))]
-                self.configs[trial.trial_id] = list(zip(ids, pack, strict=True))
-            else:
-                flat = {k: v for k, v in trial.config.items() if k not in ("objective", "mode")}
-                self.configs[trial.trial_id] = [(trial.trial_id, effective(flat))]
+            pack = trial.config["pack"]
+            ids = [trial.trial_id] if len(pack) == 1 else [f"{trial.trial_id}-{k:03d}" for k in range(len(pack))]
+            self.configs[trial.trial_id] = list(zip(ids, pack, strict=True))
         return self.configs[trial.trial_id]
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

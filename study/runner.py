@@ -70,36 +70,28 @@ def resolve_pack_size(spec: StudySpec) -> int:
 
 def pack_slots(spec: StudySpec) -> int:
     """How many packs run side by side, for ``plan_packs`` to balance: with ``pack_size: auto`` on CPUs,
-    the trials the running Ray's CPUs hold at once (at most ``max_concurrent``); else 1 (packs as cut)."""
+    the trials the running Ray holds at once (at most ``max_concurrent``); else 1 (packs as cut)."""
     if spec.pack_size != "auto" or spec.resources.gpu > 0:
         return 1
-    import ray
+    from study.boundary import cluster_slots
 
-    slots = int(ray.cluster_resources().get("CPU", 1) // spec.resources.cpu) if ray.is_initialized() else 1
-    return max(1, min(slots, spec.max_concurrent or slots))
+    slots = cluster_slots({"cpu": spec.resources.cpu, "gpu": 0.0})
+    return min(slots, spec.max_concurrent or slots)
 
 
 def param_space(spec: StudySpec, pack_size: int = 1, slots: int = 1) -> dict[str, Any]:
     """The Tune param space. Grid: one grid cell per pack, ``{"pack": [config, ...]}`` with at most
     ``pack_size`` of the spec's effective configs (resolved once, at spec time), balanced over ``slots``
-    trials side by side (``plan_packs``). Optuna: the fixed keys and the distributions; each suggestion
-    is a pack of one."""
+    trials side by side (``plan_packs``). Other searchers propose every pack themselves: ``{}``."""
+    if spec.searcher.type != "grid":
+        return {}
     from ray import tune
 
-    if spec.searcher.type == "grid":
-        from trainables.engine import plan_packs
+    from trainables.engine import plan_packs
 
-        cells = spec.cells()
-        packs = [[cells[i] for i in pack] for pack in plan_packs(cells, pack_size, slots)]
-        return {"pack": tune.grid_search(packs), "objective": spec.objective.metric, "mode": spec.objective.mode}
-    from search_spaces import distribution
-
-    space: dict[str, Any] = dict(spec.trainable)
-    space.setdefault("seed", spec.seeds[0])
-    for key, dist in spec.search.items():
-        (name, args), = dist.items()
-        space[key] = distribution(name, args)
-    return space
+    cells = spec.cells()
+    packs = [[cells[i] for i in pack] for pack in plan_packs(cells, pack_size, slots)]
+    return {"pack": tune.grid_search(packs), "objective": spec.objective.metric, "mode": spec.objective.mode}
 
 
 def _searcher(spec: StudySpec, pack_size: int = 1, study_dir: Path | None = None) -> Any:
@@ -109,18 +101,9 @@ def _searcher(spec: StudySpec, pack_size: int = 1, study_dir: Path | None = None
         from study.boundary import from_spec
 
         return from_spec(spec, pack_size=pack_size, record_dir=study_dir)
-    import optuna
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+    from study.suggest import optuna_packs
 
-    samplers = {
-        "tpe": lambda s: optuna.samplers.TPESampler(seed=s),
-        "random": lambda s: optuna.samplers.RandomSampler(seed=s),
-        "qmc": lambda s: optuna.samplers.QMCSampler(seed=s),
-        "cmaes": lambda s: optuna.samplers.CmaEsSampler(seed=s),
-    }
-    search = OptunaSearch(sampler=samplers[spec.searcher.sampler](spec.searcher.seed))
-    return ConcurrencyLimiter(search, max_concurrent=spec.max_concurrent or 2)
+    return optuna_packs(spec)
 
 
 def _scheduler(spec: StudySpec) -> Any:
@@ -547,8 +530,8 @@ def _sweep(
         else:
             tuner = tune.Tuner(
                 fn,
-                # boundary search: the searcher proposes every pack, and says when it is done (num_samples -1)
-                param_space={} if spec.searcher.type == "boundary" else param_space(spec, pack_size, pack_slots(spec)),
+                # the grid's packs; a searcher proposes every pack (boundary: and says when it is done, num_samples -1)
+                param_space=param_space(spec, pack_size, pack_slots(spec)),
                 tune_config=tune.TuneConfig(
                     metric=spec.objective.metric,
                     mode=spec.objective.mode,

@@ -1,7 +1,7 @@
 """The Ray Tune function trainable: the only module of ``trainables`` that imports Ray.
 
 Every trial trains a pack (``trainables.engine.Pack``): ``config["pack"]`` lists K effective configs,
-K >= 1, resolved once in the driver; a flat config (an Optuna suggestion) is a pack of one. Every
+K >= 1, resolved once in the driver (a grid's packs, a searcher's suggestions: ``study.suggest``). Every
 ``eval_every`` steps the trial reports each config's held-out metrics under ``"pack"`` (the driver turns
 them into one Parquet row and one MLflow child per config) with a checkpoint of the whole pack, and,
 for Tune's bookkeeping, the objective's best value over the pack under its own name. It resumes from
@@ -42,12 +42,7 @@ def trial_device() -> torch.device:
 
 def contrastive(config: dict[str, Any]) -> None:
     """Tune trainable: one pack, reported every ``eval_every`` steps with a checkpoint."""
-    if "pack" in config:
-        configs = config["pack"]
-    else:  # a searcher's suggestion: one config, resolved here since no driver saw it before
-        from trainables.config import effective
-
-        configs = [effective({k: v for k, v in config.items() if k not in ("objective", "mode")})]
+    configs = config["pack"]
     objective, mode = config.get("objective", "randlabel_acc"), config.get("mode", "max")
     requested = str(configs[0].get("device", "auto"))
     pack = Pack(configs, device=trial_device() if requested == "auto" else requested)

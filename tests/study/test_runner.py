@@ -9,7 +9,10 @@ from mlflow import MlflowClient
 
 from study.records import TUNE_FIELDS
 from study.runner import StudyError, run_study
+from study.spec import load_spec
+from study.suggest import optuna_packs
 from tests.study.conftest import TINY, free_port, write_spec
+from trainables.config import TRAINING, effective
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -88,6 +91,23 @@ def test_an_optuna_study_samples_within_its_distributions(tmp_path, tmp_store):
     assert len(trials) == 3 and set(trials["status"]) == {"TERMINATED"}
     assert trials["lr"].between(1e-4, 1e-2).all() and set(trials["embedding_dim"]) <= {2, 8}
     assert trials["lr"].nunique() == 3
+
+
+def test_optuna_suggestions_reach_tune_as_packs_of_one_resolved_in_the_driver(tmp_path):
+    spec = load_spec(write_spec(tmp_path, name="tpe", grid={}, num_samples=3, max_concurrent=2,
+                                searcher={"type": "optuna", "sampler": "random", "seed": 3},
+                                search={"lr": {"loguniform": [1e-4, 1e-2]}, "embedding_dim": {"choice": [2, 8]}}))
+    searcher = optuna_packs(spec)
+    suggestions = [searcher.suggest("a"), searcher.suggest("b")]
+    assert searcher.suggest("c") is None  # two in flight at most
+    for suggestion in suggestions:
+        assert set(suggestion) == {"pack", "objective", "mode"}
+        (config,) = suggestion["pack"]
+        assert config == effective(config) and set(TRAINING) <= set(config)  # every key, resolved
+        assert {k: config[k] for k in TINY if k not in ("lr", "embedding_dim")} == \
+            {k: v for k, v in effective(TINY).items() if k in TINY and k not in ("lr", "embedding_dim")}
+        assert 1e-4 <= config["lr"] <= 1e-2 and config["embedding_dim"] in (2, 8)
+    assert suggestions[0]["pack"][0]["lr"] != suggestions[1]["pack"][0]["lr"]
 
 
 def test_asha_stops_a_clearly_worse_trial_early(tmp_path, tmp_store):

@@ -1,5 +1,5 @@
-"""The Tune trainable under a real local Ray: every scenario runs, packs and flat suggestions alike, and a
-failed trial resumes from its checkpoint."""
+"""The Tune trainable under a real local Ray: every scenario runs, a pack reports each of its configs, and
+a failed trial resumes from its checkpoint."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def _tune(trainable, param_space, tmp_path, max_failures=0):
 
 
 def test_one_trial_of_every_scenario_runs_through_tune(tmp_path):
-    # flat configs, as a searcher suggests them: each trial resolves its own and trains a pack of one
-    results = _tune(contrastive, {**SMALL, "scenario": tune.grid_search(sorted(SCENARIOS))}, tmp_path)
+    # packs of one, as the driver hands a searcher's suggestions over
+    packs = [[effective({**SMALL, "scenario": name})] for name in sorted(SCENARIOS)]
+    results = _tune(contrastive, {"pack": tune.grid_search(packs)}, tmp_path)
     assert len(results) == len(SCENARIOS) and not results.errors
     for result in results:
         (metrics,) = result.metrics["pack"]
@@ -91,7 +92,7 @@ def test_a_failed_trial_resumes_from_its_checkpoint_and_ends_as_if_never_interru
 
 
 def test_a_diverging_trial_ends_cleanly_through_tune(tmp_path):
-    config = {**SMALL, "scenario": "hypercube", "loss": "spectral", "lr": 1e4}
-    results = _tune(contrastive, config, tmp_path)
+    config = effective({**SMALL, "scenario": "hypercube", "loss": "spectral", "lr": 1e4})
+    results = _tune(contrastive, {"pack": [config]}, tmp_path)
     assert not results.errors
     assert results[0].metrics["pack"][0]["diverged"] == 1

@@ -25,6 +25,7 @@ configs of one shape match their lone run bitwise on CPU (tests/trainables/test_
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import heapq
 import inspect
@@ -120,6 +121,19 @@ def _layer_shapes(config: Mapping[str, Any]) -> list[tuple[int, int]]:
     return [tuple(layer.weight.shape) for layer in _layers(module)[0]]
 
 
+@functools.cache
+def _keep_freed_memory() -> None:
+    """On glibc, keep freed blocks of up to 32 MB in the process's heap instead of handing them back to the
+    system: a CPU pack allocates and frees MB-sized activations every step, and fresh pages cost a page
+    fault each (an MLP-128 pack of 16 steps ~12% faster here; small packs are unchanged)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: its allocator as it is
+        return
+    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks below it come from the heap
+    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: free memory kept at the heap's top before it is returned
+
+
 class Pack:
     """K configs in training: ``advance(n)`` trains n steps, ``evaluate()`` scores each held-out set.
 
@@ -135,6 +149,8 @@ class Pack:
         self.configs = [dict(c) for c in configs]
         c0 = self.configs[0]
         self.device = pick_device(str(c0.get("device", "auto"))) if device is None else torch.device(device)
+        if self.device.type == "cpu":
+            _keep_freed_memory()
         self.steps, self.eval_every, self.batch_size = c0["steps"], c0["eval_every"], c0["batch_size"]
         self.seeds = [c["seed"] for c in self.configs]
         self.embedding_dims = [c["embedding_dim"] for c in self.configs]

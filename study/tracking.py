@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # MLflow itself (~1 s to import) is imported where it is used: a local study opens its
-    # store in a thread while Ray starts (study.runner), and the import is part of that
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
 
+if TYPE_CHECKING:
     from study.records import StudyRecords
 
 # A server that does not answer should fail fast, not after minutes of retries.
@@ -99,8 +99,6 @@ def child_params(config: Mapping[str, Any]) -> list[Param]:
     params = {k: str(v) for k, v in config.items()}
     if "encoder" in config:
         params["capacity"] = capacity_of(config)
-    from mlflow.entities import Param
-
     return [Param(k, v) for k, v in params.items()]
 
 
@@ -119,11 +117,7 @@ class TrackingUnavailable(RuntimeError):
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default (``sqlite:///mlflow.db``)."""
-    if tracking_uri:
-        return tracking_uri
-    import mlflow
-
-    return mlflow.get_tracking_uri()
+    return tracking_uri or mlflow.get_tracking_uri()
 
 
 class MlflowMirror:
@@ -156,8 +150,6 @@ class MlflowMirror:
                 for key, value in _HTTP_DEFAULTS.items():
                     os.environ.setdefault(key, value)
                 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # we report outages once
-            from mlflow import MlflowClient
-
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
@@ -256,8 +248,6 @@ class MlflowMirror:
         node = tuple(v if isinstance(v, str) and v else None for v in (node_id, node_ip))
         if not any(node) or self.tagged.get(trial_id) == node:
             return []
-        from mlflow.entities import RunTag
-
         return [RunTag(k, v) for k, v in zip(("node_id", "node_ip"), node, strict=True) if v]
 
     def _batch(self, run_id: str, trial_id: str, config: Mapping[str, Any], metrics: list[Metric],
@@ -283,8 +273,6 @@ class MlflowMirror:
             self.tagged[trial_id] = (node.get("node_id"), node.get("node_ip"))
 
     def _log(self, trial_id: str, config: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> None:
-        from mlflow.entities import Metric
-
         run_id = self._child(trial_id, config)
         now = int(time.time() * 1000)
         # ``step`` is MLflow's step, not a metric; counts (n_params, diverged, pack_size) go as integers
@@ -309,8 +297,6 @@ class MlflowMirror:
         run_id = self._child(trial_id, config)
         tags = self._node_tags(trial_id, node_id, node_ip)
         if error:
-            from mlflow.entities import RunTag
-
             tags.append(RunTag("error", error[:5000]))
         if tags or trial_id in self.pending_params:
             self._batch(run_id, trial_id, config, [], tags)

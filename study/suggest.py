@@ -29,19 +29,17 @@ SAMPLERS = {
 
 class PackedSuggestions(ConcurrencyLimiter):
     """At most ``max_concurrent`` suggestions in flight, each with the spec's fixed keys (``fixed``) as a
-    pack of one effective config."""
+    pack of one effective config; the trainable reports the searcher's metric (and mode) as its objective."""
 
-    def __init__(self, searcher: OptunaSearch, max_concurrent: int, fixed: dict[str, Any], objective: str,
-                 mode: str):
+    def __init__(self, searcher: OptunaSearch, max_concurrent: int, fixed: dict[str, Any]):
         super().__init__(searcher, max_concurrent=max_concurrent)
-        self.fixed, self.objective, self.objective_mode = fixed, objective, mode
+        self.fixed = fixed
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         suggested = super().suggest(trial_id)
         if not isinstance(suggested, dict):  # None (at the limit) or Searcher.FINISHED
             return suggested
-        return {"pack": [effective({**self.fixed, **suggested})], "objective": self.objective,
-                "mode": self.objective_mode}
+        return {"pack": [effective({**self.fixed, **suggested})], "objective": self.metric, "mode": self.mode}
 
 
 def optuna_packs(spec: StudySpec) -> PackedSuggestions:
@@ -50,7 +48,6 @@ def optuna_packs(spec: StudySpec) -> PackedSuggestions:
     for key, dist in spec.search.items():
         (name, args), = dist.items()
         space[key] = distribution(name, args)
-    fixed = {"seed": spec.seeds[0], **spec.trainable}
     search = OptunaSearch(space=space, metric=spec.objective.metric, mode=spec.objective.mode,
                           sampler=SAMPLERS[spec.searcher.sampler](seed=spec.searcher.seed))
-    return PackedSuggestions(search, spec.max_concurrent or 2, fixed, spec.objective.metric, spec.objective.mode)
+    return PackedSuggestions(search, spec.max_concurrent or 2, {"seed": spec.seeds[0], **spec.trainable})

@@ -102,6 +102,7 @@ def test_optuna_suggestions_reach_tune_as_packs_of_one_resolved_in_the_driver(tm
     assert searcher.suggest("c") is None  # two in flight at most
     for suggestion in suggestions:
         assert set(suggestion) == {"pack", "objective", "mode"}
+        assert (suggestion["objective"], suggestion["mode"]) == (spec.objective.metric, spec.objective.mode)
         (config,) = suggestion["pack"]
         assert config == effective(config) and set(TRAINING) <= set(config)  # every key, resolved
         assert {k: config[k] for k in TINY if k not in ("lr", "embedding_dim")} == \

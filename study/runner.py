@@ -131,7 +131,7 @@ def _name_keys(spec: StudySpec) -> list[str]:
     return keys + [k for k in spec.search if k not in keys]
 
 
-def _init_ray(address: str | None, verbose: bool) -> bool:
+def init_ray(address: str | None, verbose: bool) -> bool:
     """Connect to ``address`` or start Ray on this machine; True if this call started Ray.
 
     A local Ray listens on loopback only. Ray puts a node on the machine's address (it rewrites even an
@@ -140,6 +140,9 @@ def _init_ray(address: str | None, verbose: bool) -> bool:
     ports. Ray's local-only mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps the node, and so every
     one of these ports, on 127.0.0.1: the variable reaches Ray's processes through the environment (the
     runner restores it afterwards); this driver imported Ray before it was set, so it is told directly.
+    Without ``address`` the Ray is always a new one of this study's own (``address="local"``): a bare
+    ``ray.init()`` would join whatever ``RAY_ADDRESS`` or the last ``ray start`` on this machine names, and
+    wait for minutes on one that has died.
     """
     import ray
     from ray._private import ray_constants
@@ -162,7 +165,7 @@ def _init_ray(address: str | None, verbose: bool) -> bool:
         if address:  # token authentication, if the head uses it, is set before Ray's import (see study.cli)
             ray.init(address=address, _node_ip_address="127.0.0.1", **kwargs)
         else:
-            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     return True
@@ -285,14 +288,14 @@ def run_study(
             opening = pool.submit(open_store)
             pool.shutdown(wait=False)  # its one thread ends with the task
             saved_environment = _tune_environment(verbose)
-            started_ray = _init_ray(address, verbose)
+            started_ray = init_ray(address, verbose)
         try:
             previous, parent_id = opening.result() if opening else open_store()
         except TrackingUnavailable as err:
             raise StudyError(f"{err}. Start the server, or choose another store with --tracking-uri.") from None
         if opening is None:
             saved_environment = _tune_environment(verbose)
-            started_ray = _init_ray(address, verbose)
+            started_ray = init_ray(address, verbose)
         if not state:
             shutil.copyfile(path, study_dir / "spec.yaml")
             state = {"spec": spec.model_dump(mode="json"), "smoke": smoke, "parent_run_id": parent_id,

@@ -8,6 +8,7 @@ The verdict table is printed and written as ``<out>/claims.json`` and ``<out>/cl
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -128,11 +129,10 @@ def verify(names: list[str] | None = None, *, smoke: bool = False, out: str | Pa
         raise ValueError(f"unknown claim {unknown}; valid claims: {', '.join(CLAIMS)}")
     out = Path(out or ("runs/claims-smoke" if smoke else "runs/claims")).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    started = False
-    if not ray.is_initialized():  # one Ray for every claim's study
-        ray.init(address=address, include_dashboard=False if not address else None, log_to_driver=verbose,
-                 logging_level="WARNING")
-        started = True
+    from study.runner import init_ray
+
+    saved = dict(os.environ)
+    started = init_ray(address, verbose)  # one Ray for every claim's study, started as a study's own
     try:
         rows = []
         for name in names:
@@ -143,6 +143,8 @@ def verify(names: list[str] | None = None, *, smoke: bool = False, out: str | Pa
     finally:
         if started:
             ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
     (out / "claims.json").write_text(json.dumps(rows, indent=2, default=str))
     (out / "claims.md").write_text(markdown(rows))
     if docs:

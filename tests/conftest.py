@@ -77,6 +77,7 @@ def trial_gate():
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    # a new Ray of the tests' own, whatever RAY_ADDRESS or an earlier `ray start` on this machine names
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -214,7 +214,7 @@ def test_a_bad_spec_is_refused_before_ray_starts(finished, tmp_path, monkeypatch
             calls.append(args)
             raise AssertionError("a bad spec reached Ray's start")
 
-        monkeypatch.setattr(study.runner, "_init_ray", no_ray)
+        monkeypatch.setattr(study.runner, "init_ray", no_ray)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         was_up = ray.is_initialized()

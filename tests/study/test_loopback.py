@@ -102,7 +102,10 @@ def test_a_local_study_listens_on_loopback_only(tmp_path, tmp_store, trial_gate)
     log = open(tmp_path / "driver.log", "w")
     # Ray's two fixed metrics ports, moved off their defaults so that another Ray on this machine cannot
     # hold them (the bind address is what is checked, not the port)
-    env = {**os.environ, "AUTOSCALER_METRIC_PORT": str(free_port()), "DASHBOARD_METRIC_PORT": str(free_port())}
+    # RAY_ADDRESS names a Ray that is not there: a study without --address starts its own all the same
+    # (joining it would wait for minutes, and a live one there would not be this study's, nor loopback's)
+    env = {**os.environ, "AUTOSCALER_METRIC_PORT": str(free_port()), "DASHBOARD_METRIC_PORT": str(free_port()),
+           "RAY_ADDRESS": f"127.0.0.1:{free_port()}"}
     trial_gate.close()
     driver = subprocess.Popen(
         [sys.executable, "-m", "study.cli", "run", str(spec), "--out", str(tmp_path / "runs"), "--tracking-uri",

@@ -90,7 +90,7 @@ class StudyCallback(Callback):
                 self.progress.done += 1
             else:
                 self.progress.failed += 1
-        self.records.flush(force=True)  # a finished trial is on disk before anything else happens
+        self.records.flush()  # a finished trial is on disk already (records.finished_path); the tables follow
         self.progress.show(force=True)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

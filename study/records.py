@@ -192,6 +192,31 @@ class StudyRecords:
         """
         return self.study_dir / "history.pending.jsonl"
 
+    @property
+    def finished_path(self) -> Path:
+        """Trials finished since the last ``trials.parquet`` write, one JSON row each, appended as they finish.
+
+        Tune's next experiment snapshot counts a finished trial as done, so its row must be on disk before
+        a crash can happen; an append costs the same at any study size, a rewrite of the table grows with it.
+        """
+        return self.study_dir / "trials.pending.jsonl"
+
+    @staticmethod
+    def _journal(path: Path) -> list[dict[str, Any]]:
+        rows = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # the last line of a crash may be cut short
+                continue
+        return rows
+
+    @staticmethod
+    def _append(path: Path, row: Mapping[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
     def load(self) -> None:
         """Take up what an earlier invocation of the study wrote (for ``--resume``); raises
         RecordsUnreadable when a Parquet file is there but damaged."""
@@ -203,14 +228,12 @@ class StudyRecords:
             for row in _read(self.history_path, ("trial_id", "step")):
                 self.history[(str(row["trial_id"]), int(row["step"]))] = {k: v for k, v in row.items()
                                                                           if v is not None}
-        if self.pending_path.exists():
-            for line in self.pending_path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # the last line of a crash may be cut short
-                    continue
-                self.history[(str(row["trial_id"]), int(row["step"]))] = row
-                self._dirty = True
+        for row in self._journal(self.pending_path):
+            self.history[(str(row["trial_id"]), int(row["step"]))] = row
+            self._dirty = True
+        for row in self._journal(self.finished_path):
+            self.trials[str(row["trial_id"])] = {k: v for k, v in row.items() if v is not None}
+            self._dirty = True
 
     def last_step(self, trial_id: str) -> int:
         steps = [s for (t, s) in self.history if t == trial_id]
@@ -231,9 +254,7 @@ class StudyRecords:
         new = key not in self.history
         self.history[key] = {"trial_id": trial_id, "step": step, **{k: v for k, v in metrics.items() if k != "step"}}
         if new:
-            self.study_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.pending_path, "a") as f:
-                f.write(json.dumps(self.history[key]) + "\n")
+            self._append(self.pending_path, self.history[key])
         row = self._row(trial_id, config)
         if row.get("status") not in ("TERMINATED", "ERROR"):
             row.update(config)
@@ -252,7 +273,8 @@ class StudyRecords:
 
     def finish(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None = None,
                node_ip: str | None = None, flush: bool = True) -> None:
-        """Mark a trial TERMINATED or ERROR and (unless ``flush=False``) write the tables at once.
+        """Mark a trial TERMINATED or ERROR: its row goes to ``finished_path`` at once and to the tables at the
+        next ``flush`` (at once, unless ``flush=False``).
 
         ``pack_wall_s`` is the time from the trial's start to its end, shared by every config of its
         pack; ``wall_s`` is one config's share of it (divided by ``pack_size``, 1 for a lone config)."""
@@ -268,6 +290,7 @@ class StudyRecords:
             ended = self._ended_at.setdefault(float(started), time.time())
             row["pack_wall_s"] = ended - float(started)
             row["wall_s"] = row["pack_wall_s"] / max(1, int(row.get("pack_size") or 1))
+        self._append(self.finished_path, {k: v for k, v in row.items() if k != "started_at"})
         self._dirty = True
         if flush:
             self.flush(force=True)
@@ -300,6 +323,7 @@ class StudyRecords:
         self.study_dir.mkdir(parents=True, exist_ok=True)
         if self.trials:
             _write_atomic(self._trial_rows(), self.trials_path, *self._trial_columns())
+            self.finished_path.unlink(missing_ok=True)  # all of it is in trials.parquet now
         if self.history:
             _write_atomic(self._history_rows(), self.history_path, ("trial_id", "step"))
             self.pending_path.unlink(missing_ok=True)  # all of it is in history.parquet now

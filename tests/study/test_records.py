@@ -44,6 +44,28 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path):
     assert sorted(step for _, step in StudyRecords(tmp_path, "s").history) == [10]
 
 
+def test_a_finished_trial_is_on_disk_before_the_next_parquet_write(tmp_path):
+    records = StudyRecords(tmp_path, "s", flush_every_s=3600)
+    for t in ("t0", "t1"):
+        records.start(t, CONFIG)
+        records.report(t, CONFIG, {"step": 10, "randlabel_acc": 0.5, "node_ip": "127.0.0.1"})
+    records.finish("t0", CONFIG, "TERMINATED")
+    records.finish("t1", CONFIG, "ERROR", "boom", flush=False)
+    records.flush()  # throttled: nothing written; the driver "crashes" here
+    assert pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")["status"].to_dict() == \
+        {"t0": "TERMINATED", "t1": "RUNNING"}
+    with open(records.finished_path, "a") as f:
+        f.write('{"trial_id": "t1", "sta')  # a line cut short by the crash
+
+    reloaded = StudyRecords(tmp_path, "s")
+    assert reloaded.is_finished("t1") and reloaded.trials["t1"]["error"] == "boom"
+    assert reloaded.trials["t1"]["randlabel_acc"] == 0.5 and reloaded.trials["t1"]["wall_s"] >= 0
+    reloaded.flush(force=True)
+    trials = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    assert trials["status"].to_dict() == {"t0": "TERMINATED", "t1": "ERROR"} and trials.loc["t1", "error"] == "boom"
+    assert trials.loc["t1", "embedding_dim"] == 4 and not reloaded.finished_path.exists()
+
+
 def test_finishing_a_trial_writes_both_tables_at_once(tmp_path):
     records = StudyRecords(tmp_path, "s", flush_every_s=3600)
     records.start("t0", CONFIG)

@@ -235,10 +235,6 @@ class StudyRecords:
             self.trials[str(row["trial_id"])] = {k: v for k, v in row.items() if v is not None}
             self._dirty = True
 
-    def last_step(self, trial_id: str) -> int:
-        steps = [s for (t, s) in self.history if t == trial_id]
-        return max(steps) if steps else -1
-
     def _row(self, trial_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
         row = self.trials.setdefault(trial_id, {"study": self.study, "trial_id": trial_id})
         self.config_keys.update(dict.fromkeys(config))

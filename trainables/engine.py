@@ -317,12 +317,6 @@ class Pack:
         return list(self.last_loss)
 
     @torch.no_grad()
-    def embeddings(self) -> list[Tensor]:
-        """Each config's embedding of its held-out sample: (n_eval, embedding_dim_k)."""
-        z = self.encode(self._per_config(torch.stack([s["heldout"]["x"] for s in self.streams])))
-        return [z[i, :, :e] for i, e in enumerate(self.embedding_dims)]
-
-    @torch.no_grad()
     def evaluate(self) -> list[dict[str, float]]:
         """Per config: every held-out metric its scenario allows (``trainables.metrics.evaluate``) and the
         bookkeeping of a report. ``train_s``/``eval_s`` are the config's share (the pack's time / K);

@@ -27,6 +27,7 @@ from trainables.kmeans import ari_nmi, batched_kmeans
 from trainables.probes import binary_probes, least_squares, logistic_probe, r2
 
 NAN = float("nan")
+# The probes' and k-means' settings, here only: evaluate_many passes them, the scikit-learn reference reads them.
 PROBE_C = 1.0  # inverse L2 strength of every logistic probe, on standardised features
 PROBE_MAX_ITER = 500  # lbfgs converges in < 100 iterations on standardised embeddings
 KMEANS_N_INIT = 2
@@ -244,7 +245,7 @@ def evaluate_many(
     def probe(labels: Tensor) -> list[float]:  # (K, n) class labels -> test accuracy per embedding
         ids, codes = torch.unique(labels, return_inverse=True)
         y_fit, y_test = rows(codes, fit), rows(codes, test)
-        pred = logistic_probe(z_fit, y_fit, z_test, n_classes=max(2, len(ids)))
+        pred = logistic_probe(z_fit, y_fit, z_test, n_classes=max(2, len(ids)), c=PROBE_C, max_iter=PROBE_MAX_ITER)
         one_class = y_fit.amax(1) == y_fit.amin(1)
         acc = (pred == y_test).double().mean(1)
         return torch.where(one_class, torch.nan, acc).tolist()
@@ -258,7 +259,7 @@ def evaluate_many(
             sizes.append(ids.size)
         y = torch.as_tensor(np.stack(bits), device=device)  # (K, n, L)
         y_fit, y_test = rows(y, fit), rows(y, test)
-        pred = binary_probes(z_fit, y_fit, z_test)  # (K, m', L)
+        pred = binary_probes(z_fit, y_fit, z_test, c=PROBE_C, max_iter=PROBE_MAX_ITER)  # (K, m', L)
         acc = (pred == y_test).double().mean(1)  # (K, L)
         acc = torch.where(y_fit.amax(1) == y_fit.amin(1), torch.nan, acc).mean(1)
         return [a if size >= 2 else NAN for a, size in zip(acc.tolist(), sizes, strict=True)]
@@ -275,7 +276,7 @@ def evaluate_many(
         for kc in sorted(set(wanted)):
             members = [i for i, w in enumerate(wanted) if w == kc]
             idx = torch.tensor(members, device=device)
-            labels = batched_kmeans(z_all[idx], kc, [seeds[i] for i in members])
+            labels = batched_kmeans(z_all[idx], kc, [seeds[i] for i in members], n_init=KMEANS_N_INIT)
             a, m = ari_nmi(rows(c[idx], order[idx]), labels)
             for i, av, mv in zip(members, a.tolist(), m.tolist(), strict=True):
                 ari[i], nmi[i] = av, mv

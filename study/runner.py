@@ -131,6 +131,25 @@ def _name_keys(spec: StudySpec) -> list[str]:
     return keys + [k for k in spec.search if k not in keys]
 
 
+def ray_address(address: str | None) -> str | None:
+    """The Ray a study joins: ``address``, else ``RAY_ADDRESS`` (set by the user, or by ``ray job submit`` for its
+    entrypoint), else None: a new local Ray of the study's own, never the one the last ``ray start`` on this
+    machine recorded. A ``host:port`` where nothing accepts a connection is refused at once (Ray would retry it
+    for minutes)."""
+    given = address or os.environ.get("RAY_ADDRESS") or None
+    if given and given != "auto" and "://" not in given:
+        host, _, port = given.rpartition(":")
+        if host and port.isdigit():
+            try:
+                socket.create_connection((host, int(port)), timeout=10).close()
+            except OSError as err:
+                named = "--address" if address else "RAY_ADDRESS"
+                raise StudyError(
+                    f"no Ray answers at {given} ({named}): {err.strerror or err}. Start it (clphase ray up, ray start "
+                    f"--head or ray up), or leave out {named} to run the study on a Ray of its own") from None
+    return given
+
+
 def init_ray(address: str | None, verbose: bool) -> bool:
     """Connect to ``address`` or start Ray on this machine; True if this call started Ray.
 
@@ -140,9 +159,9 @@ def init_ray(address: str | None, verbose: bool) -> bool:
     ports. Ray's local-only mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps the node, and so every
     one of these ports, on 127.0.0.1: the variable reaches Ray's processes through the environment (the
     runner restores it afterwards); this driver imported Ray before it was set, so it is told directly.
-    Without ``address`` the Ray is always a new one of this study's own (``address="local"``): a bare
-    ``ray.init()`` would join whatever ``RAY_ADDRESS`` or the last ``ray start`` on this machine names, and
-    wait for minutes on one that has died.
+    Without ``address`` (see ``ray_address``) the Ray is a new one of this study's own (``address="local"``): a
+    bare ``ray.init()`` would join the Ray the last ``ray start`` on this machine recorded, and wait for minutes
+    on one that has died.
     """
     import ray
     from ray._private import ray_constants
@@ -252,6 +271,7 @@ def run_study(
     the parent run, the parent gets back the status it had (a new one: FAILED, or KILLED on Ctrl-C)."""
     path = find_spec(str(spec_path))
     spec = spec if spec is not None else load_spec(path, smoke=smoke)
+    address = ray_address(address)
     study_dir = study_folder(out, spec.name)
     study_store(_check_start(spec, study_dir, resume), tracking_uri)  # refusals that need no lock, first
     if not address:

@@ -129,8 +129,9 @@ def verify(names: list[str] | None = None, *, smoke: bool = False, out: str | Pa
         raise ValueError(f"unknown claim {unknown}; valid claims: {', '.join(CLAIMS)}")
     out = Path(out or ("runs/claims-smoke" if smoke else "runs/claims")).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    from study.runner import init_ray
+    from study.runner import init_ray, ray_address
 
+    address = ray_address(address)
     saved = dict(os.environ)
     started = init_ray(address, verbose)  # one Ray for every claim's study, started as a study's own
     try:

@@ -16,6 +16,7 @@ import pytest
 from trainables.gate import GATE_ENV
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.pop("RAY_ADDRESS", None)  # a study without --address would join it (study.runner.ray_address)
 # Set before any Ray starts, so that every trial process of the session (local Ray, subprocess drivers,
 # `ray start` nodes) sees the same gate folder; it holds trials only while a test has closed it.
 os.environ[GATE_ENV] = tempfile.mkdtemp(prefix="clphase-gate-")

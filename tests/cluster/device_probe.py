@@ -39,8 +39,8 @@ def main() -> None:
     import ray
     from ray import tune
 
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             _temp_dir=os.environ["PROBE_RAY_TEMP"])
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False, _temp_dir=os.environ["PROBE_RAY_TEMP"])
     trainable = tune.with_resources(probe, lambda config: {"cpu": 1, "gpu": GPU_SHARES[config["case"]]})
     tuner = tune.Tuner(
         trainable,

@@ -153,6 +153,9 @@ CASES: list[tuple[str, Any, list[str], str]] = [
     ("started-study-without-resume", BASE, [], "--resume"),
     ("resume-changed-spec", _patched(trainable__steps=80), ["--resume"], "spec changed"),
     ("resume-other-store", BASE, ["--resume", "--tracking-uri", "sqlite:///{folder}/other.db"], "--tracking-uri"),
+    ("address-nobody-listens", BASE, ["--address", "127.0.0.1:1"], "no Ray answers at 127.0.0.1:1 (--address)"),
+    ("ray-address-env-nobody-listens", BASE, ["--env", "RAY_ADDRESS=127.0.0.1:1"],
+     "no Ray answers at 127.0.0.1:1 (RAY_ADDRESS)"),
     ("resume-other-store-env", BASE, ["--resume", "--env", "MLFLOW_TRACKING_URI=sqlite:///{folder}/other.db"],
      "MLFLOW_TRACKING_URI"),
 ]

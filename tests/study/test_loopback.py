@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,10 +104,13 @@ def test_a_local_study_listens_on_loopback_only(tmp_path, tmp_store, trial_gate)
     log = open(tmp_path / "driver.log", "w")
     # Ray's two fixed metrics ports, moved off their defaults so that another Ray on this machine cannot
     # hold them (the bind address is what is checked, not the port)
-    # RAY_ADDRESS names a Ray that is not there: a study without --address starts its own all the same
-    # (joining it would wait for minutes, and a live one there would not be this study's, nor loopback's)
+    # The last `ray start` on this machine, as Ray records it, names a Ray that is no longer there: a study
+    # without --address starts its own all the same (a bare ray.init() would wait for minutes to join it)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # Ray's socket paths must stay short
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
     env = {**os.environ, "AUTOSCALER_METRIC_PORT": str(free_port()), "DASHBOARD_METRIC_PORT": str(free_port()),
-           "RAY_ADDRESS": f"127.0.0.1:{free_port()}"}
+           "RAY_TMPDIR": str(ray_tmp)}
     trial_gate.close()
     driver = subprocess.Popen(
         [sys.executable, "-m", "study.cli", "run", str(spec), "--out", str(tmp_path / "runs"), "--tracking-uri",
@@ -135,3 +140,4 @@ def test_a_local_study_listens_on_loopback_only(tmp_path, tmp_store, trial_gate)
         trial_gate.open()
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -51,14 +51,17 @@ def resolve_pack_size(spec: StudySpec) -> int:
     """``pack_size`` as a number (1 when unset: each config its own pack of one). ``auto`` on GPUs asks a
     Ray task holding one trial's resources (so on a cluster it is a GPU worker that measures its free
     memory, scaled to the trial's GPU share), for the config that needs the most memory per pack slot;
-    on CPUs the rule needs no device, so the driver applies it to the first cell."""
+    on CPUs the rule needs no device: the driver applies it to every model shape of the study and takes
+    the smallest size (so, as on GPUs, the most demanding config decides, whatever the cells' order)."""
     if spec.pack_size != "auto":
         return int(spec.pack_size or 1)
-    from trainables.engine import auto_pack_size, pack_memory_bytes
+    from trainables.engine import PER_CONFIG_KEYS, auto_pack_size, pack_memory_bytes
 
     cells = spec.cells()
     if spec.resources.gpu == 0:
-        return auto_pack_size(cells[0], "cpu")
+        shaped = PER_CONFIG_KEYS - {"width", "embedding_dim"}  # keys that change no shape
+        shapes = {tuple(sorted((k, v) for k, v in c.items() if k not in shaped)): c for c in cells}
+        return min(auto_pack_size(c, "cpu") for c in shapes.values())
     import ray
 
     config = max(cells, key=pack_memory_bytes)

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from study.runner import pack_slots, run_study
+from study.runner import pack_slots, resolve_pack_size, run_study
 from study.spec import SpecError, parse_spec
 from tests.study.conftest import TINY, write_spec
+from trainables.engine import auto_pack_size
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 GRID = {"capacity": [{"encoder": "mlp", "width": 8, "depth": 1}, {"encoder": "mlp", "width": 16, "depth": 1}],
@@ -45,6 +46,17 @@ def test_packs_need_the_grid_searcher():
     with pytest.raises(SpecError, match="pack_size"):
         parse_spec({**base, "scheduler": {"type": "asha"}})
     assert parse_spec({**base, "pack_size": "auto"}).pack_size == "auto"
+
+
+def test_auto_pack_size_on_cpus_is_the_most_demanding_configs_whatever_the_cells_order():
+    grid = {"capacity": {"linear": True, "widths": [16, 512], "depths": [2]}, "embedding_dim": [2, 4]}
+    base = {"name": "p", "trainable": dict(TINY), "pack_size": "auto"}
+    sizes = {auto_pack_size(c, "cpu") for c in parse_spec({**base, "grid": grid}).cells()}
+    assert sizes == {8, 16}  # the rule gives the width-512 MLP fewer configs per pack than the others
+    for capacity in (grid["capacity"], {"widths": [512, 16], "depths": [2], "linear": True}):
+        spec = parse_spec({**base, "grid": {"embedding_dim": [4, 2], "capacity": capacity}})
+        assert resolve_pack_size(spec) == 8
+    assert resolve_pack_size(parse_spec({**base, "grid": {"embedding_dim": [2, 4]}})) == 16
 
 
 def test_auto_packs_are_balanced_over_the_trials_that_run_at_once():

@@ -407,31 +407,50 @@ def train(config: Mapping[str, Any], history: list[dict[str, float]] | None = No
 def plan_packs(configs: Sequence[Mapping[str, Any]], size: int, slots: int = 1) -> list[list[int]]:
     """Split effective ``configs`` into packs of at most ``size``: lists of indices into ``configs``.
 
-    Configs share a pack only under one ``pack_key``; within a key they are ordered by (lr,
-    weight_decay, width, embedding_dim) and cut into the fewest packs of at most ``size``, of sizes that
-    differ by at most one, so a pack pads little, holds few optimiser groups and is no small remainder.
-    With ``slots`` > 1 packs run side by side, and the costliest ones are halved where that ends the
-    study sooner (``_balance``, on ``pack_cost``). Packs come most expensive first, so the longest trials
-    do not start last. Indices within a pack keep that order.
+    Configs share a pack only under one ``pack_key``. Within a key, widths go to packs of their own,
+    except neighbouring widths whose padding to the widest adds at most 25% to their steps' arithmetic;
+    each such run of widths is ordered by (lr, weight_decay, width, embedding_dim) and cut into the
+    fewest packs of at most ``size``, of sizes that differ by at most one, so a pack pads little, holds
+    few optimiser groups and is no small remainder. With ``slots`` > 1 packs run side by side, and the
+    costliest ones are halved where that ends the study sooner (``_balance``, on each trial's cost: its
+    steps at ``pack_cost`` each, plus the fixed cost of a trial, which every cut pays once more). Packs
+    come most expensive first, so the longest trials do not start last. Indices within a pack keep that
+    order.
     """
     if size < 1:
         raise ValueError(f"pack size must be >= 1, got {size}")
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(configs):
         groups.setdefault(pack_key(c), []).append(i)
-    packs = []
-    for members in groups.values():
-        ordered = sorted(members, key=lambda i: (configs[i]["lr"], configs[i]["weight_decay"],
-                                                 configs[i].get("width", 0), configs[i]["embedding_dim"], i))
-        n_packs = -(-len(ordered) // size)
-        bounds = [len(ordered) * j // n_packs for j in range(n_packs + 1)]
-        packs += [ordered[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
-
     shapes = [_layer_shapes(c) for c in configs]
 
+    def flops(members: list[int]) -> int:  # a step's multiply-adds, padded to the members' widest shapes
+        return _step_cost([shapes[i] for i in members], configs[members[0]]["batch_size"], overhead=False)
+
+    packs = []
+    for key_members in groups.values():
+        # widths apart, except where padding them to one costs little: neighbouring widths share packs
+        by_width: dict[int, list[int]] = {}
+        for i in key_members:
+            by_width.setdefault(configs[i].get("width", 0), []).append(i)
+        runs: list[list[int]] = []
+        for width in sorted(by_width):
+            joined = [*runs[-1], *by_width[width]] if runs else []
+            if joined and flops(joined) <= _PADDING_KEPT * sum(flops([i]) for i in joined):
+                runs[-1] = joined
+            else:
+                runs.append(list(by_width[width]))
+        for members in runs:
+            ordered = sorted(members, key=lambda i: (configs[i]["lr"], configs[i]["weight_decay"],
+                                                     configs[i].get("width", 0), configs[i]["embedding_dim"], i))
+            n_packs = -(-len(ordered) // size)
+            bounds = [len(ordered) * j // n_packs for j in range(n_packs + 1)]
+            packs += [ordered[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
+
     @functools.cache
-    def cost(pack: tuple[int, ...]) -> int:
-        return _step_cost([shapes[i] for i in pack], configs[pack[0]]["batch_size"])
+    def cost(pack: tuple[int, ...]) -> int:  # the whole trial: its steps, and what a trial costs beyond them
+        c0 = configs[pack[0]]
+        return c0["steps"] * _step_cost([shapes[i] for i in pack], c0["batch_size"]) + _TRIAL_OVERHEAD
 
     if slots > 1:
         packs = _balance(packs, slots, lambda p: cost(tuple(p)))
@@ -459,8 +478,11 @@ def _balance(packs: list[list[int]], slots: int, cost: Callable[[list[int]], int
 
 
 # What a CPU training step costs beyond its arithmetic, in multiply-adds of the same time (measured on a
-# 2-core x86 machine, one thread: an MLP pack's step is ~1 ms + ~0.3 ms per config + 1 ms per 3.5e7).
+# 2-core x86 machine, one thread: an MLP pack's step is ~1 ms + ~0.3 ms per config + 1 ms per 3.5e7), and
+# what a trial costs beyond its steps (its start, evaluation and report: 0.9 to 1.3 s there).
 _PACK_OVERHEAD, _CONFIG_OVERHEAD = 35_000_000, 10_000_000
+_TRIAL_OVERHEAD = 30_000_000_000
+_PADDING_KEPT = 1.25  # configs of different widths share packs while padding adds at most 25% to their steps
 
 
 def pack_cost(configs: Sequence[Mapping[str, Any]]) -> int:

@@ -27,8 +27,11 @@ def test_a_packed_study_gives_the_tables_of_an_unpacked_one(tmp_path, tmp_store)
     a = pd.read_parquet(lone.study_dir / "trials.parquet").set_index(KEYS).sort_index()
     b = pd.read_parquet(packed.study_dir / "trials.parquet").set_index(KEYS).sort_index()
     assert set(a.columns) == set(b.columns) and list(a.index) == list(b.index)
-    # 12 configs of one pack key in packs of at most 5: 4, 4, 4
-    assert b["trial_id"].str.rsplit("-", n=1).str[0].nunique() == 3
+    # 12 configs of one pack key, widths 8 and 16 apart (padding 8 to 16 would add more than 25% to their
+    # steps), each width's 6 in packs of at most 5: 3 + 3, twice
+    trials = b["trial_id"].str.rsplit("-", n=1).str[0]
+    assert trials.nunique() == 4 and trials.value_counts().eq(3).all()
+    assert b.reset_index().groupby(trials.values)["width"].nunique().eq(1).all()
     for metric in ["train_loss", "eval_loss", "effective_rank"]:
         pd.testing.assert_series_equal(a[metric], b[metric], rtol=1e-4, check_names=False)
     for metric in ["randlabel_acc", "cluster_acc", "probe_acc"]:  # probe accuracies: a flip of one point at most

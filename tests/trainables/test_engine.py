@@ -334,11 +334,23 @@ def test_plan_packs_cuts_each_key_into_packs_of_similar_shape():
         plan_packs(cells, 0)
 
 
-def test_plan_packs_halves_packs_only_where_the_slots_then_end_sooner():
+def test_plan_packs_keeps_widths_apart_unless_padding_them_costs_little():
     base = _configs("hypercube-info_nce-mlp2")[0]
+    far = [{**base, "width": w, "seed": s} for w in (32, 128) for s in range(8)]
+    assert sorted({far[i]["width"] for i in p} == {far[p[0]]["width"]} for p in plan_packs(far, 16)) == [True] * 2
+    near = [{**base, "width": w, "seed": s} for w in (120, 128) for s in range(8)]  # padding adds < 25%
+    assert [len(p) for p in plan_packs(near, 16)] == [16]
+    # the old cut by count alone would have padded width 32 to 128 in a pack of 16
+    assert pack_flops(far) > 1.5 * (pack_flops(far[:8]) + pack_flops(far[8:]))
+
+
+def test_plan_packs_halves_packs_only_where_the_slots_then_end_sooner():
+    base = {**_configs("hypercube-info_nce-mlp2")[0], "steps": 3000}
     # 16 configs of one shape: a step costs a + b K for a pack of K, so on s slots s packs of 16 / s end
     # first (2s packs of half the size pay the fixed cost a twice per slot)
     alike = [{**base, "width": 128, "seed": s} for s in range(16)]
+    # at 30 steps a trial's fixed cost (start, evaluation, report) outweighs what a cut saves: none is made
+    assert [len(p) for p in plan_packs([{**c, "steps": 30} for c in alike], 16, 4)] == [16]
     (whole,) = plan_packs(alike, 16)
     for slots in (1, 2, 4, 8):
         packs = plan_packs(alike, 16, slots)

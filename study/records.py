@@ -269,8 +269,8 @@ class StudyRecords:
 
     def finish(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None = None,
                node_ip: str | None = None, flush: bool = True) -> None:
-        """Mark a trial TERMINATED or ERROR: its row goes to ``finished_path`` at once and to the tables at the
-        next ``flush`` (at once, unless ``flush=False``).
+        """Mark a trial TERMINATED or ERROR and write the tables at once, or with ``flush=False`` append its row
+        to ``finished_path`` at once and leave the tables to the next ``flush``.
 
         ``pack_wall_s`` is the time from the trial's start to its end, shared by every config of its
         pack; ``wall_s`` is one config's share of it (divided by ``pack_size``, 1 for a lone config)."""
@@ -286,10 +286,11 @@ class StudyRecords:
             ended = self._ended_at.setdefault(float(started), time.time())
             row["pack_wall_s"] = ended - float(started)
             row["wall_s"] = row["pack_wall_s"] / max(1, int(row.get("pack_size") or 1))
-        self._append(self.finished_path, {k: v for k, v in row.items() if k != "started_at"})
         self._dirty = True
         if flush:
             self.flush(force=True)
+        else:
+            self._append(self.finished_path, {k: v for k, v in row.items() if k != "started_at"})
 
     def is_finished(self, trial_id: str) -> bool:
         return self.trials.get(trial_id, {}).get("status") in ("TERMINATED", "ERROR")

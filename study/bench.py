@@ -69,7 +69,12 @@ def plain_loop(configs: list[dict[str, Any]]) -> float:
     return time.perf_counter() - start
 
 
-def through_clphase(spec: dict[str, Any], folder: Path, address: str | None) -> float:
+def through_clphase(spec: dict[str, Any], folder: Path, address: str | None) -> tuple[float, dict[str, Any]]:
+    """The study's wall time, and where it went: the runner's phases (run_summary.json's ``timings_s``, plus
+    Ray's shutdown and the return), the trials' own compute (each pack's training and evaluation, summed)
+    and that compute spread over the slots Ray held (the least the trials could have taken)."""
+    import pandas as pd
+
     from study.runner import run_study
 
     path = folder / f"{spec['name']}.yaml"
@@ -79,7 +84,22 @@ def through_clphase(spec: dict[str, Any], folder: Path, address: str | None) -> 
     wall = time.perf_counter() - start
     if result.n_finished != result.n_trials:
         raise RuntimeError(f"bench study did not finish: {result}")
-    return wall
+    summary = json.loads((result.study_dir / "run_summary.json").read_text())
+    phases = dict(summary["timings_s"])
+    phases["shutdown"] = round(wall - phases["total"], 3)
+    frame = pd.read_parquet(result.study_dir / "trials.parquet")
+    packs = frame.groupby(frame["trial_id"].astype(str).str.replace(r"-\d{3}$", "", regex=True)).first()
+    compute = float((packs["pack_train_s"] + packs["pack_eval_s"]).sum())
+    return wall, {"phases_s": phases, "trial_compute_s": round(compute, 2), "slots": summary["slots"],
+                  "compute_over_slots_s": round(compute / max(1, summary["slots"]), 2)}
+
+
+def _where(entry: dict[str, Any]) -> str:
+    p, compute, slots = entry["phases_s"], entry["trial_compute_s"], entry["slots"]
+    return (f"prepare {p['prepare']:.1f} | Ray start {p['ray_start']:.1f} | store wait {p['store_wait']:.1f} | "
+            f"setup {p['setup']:.1f} | to first trial {p['to_first_trial']:.1f} | trials {p['trials']:.1f} (their "
+            f"compute {compute:.1f} s over {slots} slots: {entry['compute_over_slots_s']:.1f}) | after "
+            f"{p['after']:.1f} | shutdown {p['shutdown']:.1f} s")
 
 
 def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32, 64, 128),
@@ -106,7 +126,7 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
         pack_size = resolve_pack_size(parse_spec(bench_spec(steps, seeds, list(widths), list(dims), "auto", share)))
     figures["pack_size"] = pack_size
     runs = {
-        "a": ("plain loop", lambda folder: plain_loop(configs)),
+        "a": ("plain loop", lambda folder: (plain_loop(configs), {})),
         "b": ("clphase, one config per trial", lambda folder: through_clphase(base, folder, address)),
         "c": (f"clphase, packs of {pack_size}", lambda folder: through_clphase(
             bench_spec(steps, seeds, list(widths), list(dims), asked, share), folder, address)),
@@ -115,14 +135,16 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
         name, fn = runs[way]
         sampler = _gpu_sampler() if on_gpu else None
         with tempfile.TemporaryDirectory() as folder:
-            wall = fn(Path(folder))
+            wall, where = fn(Path(folder))
         entry: dict[str, Any] = {"name": name, "wall_s": round(wall, 2),
-                                 "trials_per_min": round(len(configs) / wall * 60, 1)}
+                                 "trials_per_min": round(len(configs) / wall * 60, 1), **where}
         gpu_stats = _gpu_stats(sampler)
         if gpu_stats:
             entry.update({k: round(v, 1) for k, v in gpu_stats.items()})
         figures["ways"][way] = entry
         print(f"[clphase bench] ({way}) {name}: {entry['wall_s']} s, {entry['trials_per_min']} configs/min", flush=True)
+        if where:
+            print(f"[clphase bench]     where: {_where(entry)}", flush=True)
     if "a" in figures["ways"]:
         floor = figures["ways"]["a"]["wall_s"]
         for entry in figures["ways"].values():

@@ -43,6 +43,7 @@ class StudyCallback(Callback):
         self.dedupe_cells = dedupe_cells
         self.configs: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # trial id -> its members
         self.ignored: set[str] = set()  # rows of re-created duplicates of finished cells (see on_trial_start)
+        self.first_start: float | None = None  # time.perf_counter() of this invocation's first trial start
 
     def _members(self, trial: Trial) -> list[tuple[str, dict[str, Any]]]:
         """(row id, effective config) of each config a trial trains, recorded as the driver resolved them."""
@@ -53,6 +54,8 @@ class StudyCallback(Callback):
         return self.configs[trial.trial_id]
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if self.first_start is None:
+            self.first_start = time.perf_counter()
         finished = self.records.finished_keys() if self.dedupe_cells else {}
         started = time.time()  # the pack's start, for each of its configs
         for row_id, config in self._members(trial):

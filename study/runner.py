@@ -76,9 +76,15 @@ def pack_slots(spec: StudySpec) -> int:
     the trials the running Ray holds at once (at most ``max_concurrent``); else 1 (packs as cut)."""
     if spec.pack_size != "auto" or spec.resources.gpu > 0:
         return 1
+    return trial_slots(spec)
+
+
+def trial_slots(spec: StudySpec) -> int:
+    """How many of the spec's trials the running Ray holds at once: its GPUs (or CPUs) over a trial's share,
+    at most ``max_concurrent``."""
     from study.boundary import cluster_slots
 
-    slots = cluster_slots({"cpu": spec.resources.cpu, "gpu": 0.0})
+    slots = cluster_slots({"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     return min(slots, spec.max_concurrent or slots)
 
 
@@ -272,6 +278,7 @@ def run_study(
     changes: the study folder must be a child of ``out``, one process at a time writes it (``StudyLock``),
     and a resumed study writes to the store it was recorded in. If this invocation fails after opening
     the parent run, the parent gets back the status it had (a new one: FAILED, or KILLED on Ctrl-C)."""
+    clock = {"start": time.perf_counter()}  # when each phase ended, for run_summary.json's timings_s
     path = find_spec(str(spec_path))
     spec = spec if spec is not None else load_spec(path, smoke=smoke)
     address = ray_address(address)
@@ -310,15 +317,20 @@ def run_study(
             pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="clphase-store")
             opening = pool.submit(open_store)
             pool.shutdown(wait=False)  # its one thread ends with the task
+            clock["checked"] = time.perf_counter()
             saved_environment = _tune_environment(verbose)
             started_ray = init_ray(address, verbose)
+            clock["ray"] = time.perf_counter()
+        clock.setdefault("checked", time.perf_counter())
         try:
             previous, parent_id = opening.result() if opening else open_store()
         except TrackingUnavailable as err:
             raise StudyError(f"{err}. Start the server, or choose another store with --tracking-uri.") from None
+        clock["store"] = time.perf_counter()
         if opening is None:
             saved_environment = _tune_environment(verbose)
             started_ray = init_ray(address, verbose)
+            clock["ray"] = time.perf_counter()
         if not state:
             shutil.copyfile(path, study_dir / "spec.yaml")
             state = {"spec": spec.model_dump(mode="json"), "smoke": smoke, "parent_run_id": parent_id,
@@ -329,7 +341,7 @@ def run_study(
 
             mirror.sync(records, config_of)  # whatever the last invocation could not write
         return _sweep(spec, spec_path, study_dir, records, mirror, parent_id, resume=resume, address=address,
-                      verbose=verbose, trainable=trainable)
+                      verbose=verbose, trainable=trainable, clock=clock)
     except BaseException as err:
         if opening is not None:
             opening.exception()  # the store is not written from two threads
@@ -525,8 +537,10 @@ def _sweep(
     address: str | None,
     verbose: bool,
     trainable: Callable[[dict[str, Any]], None] | None,
+    clock: dict[str, float],
 ) -> StudyResult:
-    """The sweep itself, once ``run_study`` holds the study folder and its parent run."""
+    """The sweep itself, once ``run_study`` holds the study folder and its parent run; ``clock``: when each
+    phase so far ended (``time.perf_counter``), to which the sweep adds its own."""
     from study.callback import StudyCallback, config_of
     from study.progress import ProgressLine
 
@@ -581,7 +595,9 @@ def _sweep(
         if pack_size > 1:
             print(f"[clphase] {spec.n_trials()} configs in packs of up to {pack_size} per trial", flush=True)
         start = time.time()
+        clock["setup"] = time.perf_counter()
         tuner.fit()
+        clock["tune"] = time.perf_counter()
         progress.close()
     finally:
         records.flush(force=True)
@@ -606,6 +622,7 @@ def _sweep(
     from study.baselines import ensure_baselines
 
     ensure_baselines(spec, study_dir, None if mirror.dirty else mirror.tracking_uri, parent_id)
+    clock["baselines"] = time.perf_counter()
     # --- end baselines ---
     mirror.close("KILLED" if interrupted else ("FAILED" if finished == 0 and failed else "FINISHED"))
     best = None
@@ -616,9 +633,29 @@ def _sweep(
             idx = ok[metric].idxmax() if spec.objective.mode == "max" else ok[metric].idxmin()
             best = ok.loc[idx].to_dict()
     summary = {"trials": planned, "finished": finished, "failed": failed,
-               "wall_s": round(time.time() - start, 2), "interrupted": interrupted}
+               "wall_s": round(time.time() - start, 2), "interrupted": interrupted,
+               "timings_s": _timings(clock, callback.first_start), "slots": trial_slots(spec)}
     (study_dir / "run_summary.json").write_text(json.dumps(summary, indent=2))
     return StudyResult(study_dir, planned, finished, failed, best, parent_id, mirror.tracking_uri, interrupted)
+
+
+def _timings(clock: dict[str, float], first_start: float | None) -> dict[str, float]:
+    """Where this invocation's time went, in seconds, phase by phase: ``prepare`` (spec, lock, refusals, imports),
+    ``ray_start`` (starting or joining Ray; a new sqlite store is created beside it), ``store_wait`` (the
+    MLflow store still opening once Ray was up), ``setup`` (packs, searcher, Tuner), ``to_first_trial`` (Tune
+    until its first trial started: trial processes start and import torch), ``trials`` (from there to Tune's
+    end), ``after`` (baselines, MLflow close) and ``total`` (up to this summary; Ray's shutdown follows)."""
+    now = time.perf_counter()
+    ray_first = clock["ray"] <= clock["store"]  # a sqlite store opens while Ray starts; a server is asked first
+    ready = max(clock["ray"], clock["store"])
+    first = min(max(first_start or clock["tune"], clock["setup"]), clock["tune"])
+    marks = {"prepare": clock["checked"] - clock["start"],
+             "ray_start": clock["ray"] - (clock["checked"] if ray_first else clock["store"]),
+             "store_wait": clock["store"] - (clock["ray"] if ray_first else clock["checked"]),
+             "setup": clock["setup"] - ready,
+             "to_first_trial": first - clock["setup"], "trials": clock["tune"] - first,
+             "after": now - clock["tune"], "total": now - clock["start"]}
+    return {k: round(v, 3) for k, v in marks.items()}
 
 
 def describe(result: StudyResult, metric: str) -> str:

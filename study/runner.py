@@ -622,7 +622,6 @@ def _sweep(
     from study.baselines import ensure_baselines
 
     ensure_baselines(spec, study_dir, None if mirror.dirty else mirror.tracking_uri, parent_id)
-    clock["baselines"] = time.perf_counter()
     # --- end baselines ---
     mirror.close("KILLED" if interrupted else ("FAILED" if finished == 0 and failed else "FINISHED"))
     best = None
@@ -640,8 +639,8 @@ def _sweep(
 
 
 def _timings(clock: dict[str, float], first_start: float | None) -> dict[str, float]:
-    """Where this invocation's time went, in seconds, phase by phase: ``prepare`` (spec, lock, refusals, imports),
-    ``ray_start`` (starting or joining Ray; a new sqlite store is created beside it), ``store_wait`` (the
+    """Where this invocation's time went, in seconds, phase by phase: ``prepare`` (spec, lock, refusals,
+    imports), ``ray_start`` (starting or joining Ray; a new sqlite store is created beside it), ``store_wait`` (the
     MLflow store still opening once Ray was up), ``setup`` (packs, searcher, Tuner), ``to_first_trial`` (Tune
     until its first trial started: trial processes start and import torch), ``trials`` (from there to Tune's
     end), ``after`` (baselines, MLflow close) and ``total`` (up to this summary; Ray's shutdown follows)."""

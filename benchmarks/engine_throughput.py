@@ -8,7 +8,8 @@ evaluated by ``trainables.engine.Pack`` directly, without Ray, Parquet or MLflow
 smallest over the diagram's model shapes), run one after the other. It isolates what the device decides in
 ``clphase bench``'s (c) against (b), the packs' speed-up, and needs only torch and NumPy, so it also runs
 where Ray and MLflow are not installed (a lent GPU machine). On CUDA it synchronises before each clock
-read and reports the peak memory; one small pack runs first, untimed, so that no row pays the process's
+read and reports the peak memory (the mean randlabel_acc of each row agrees up to the round-off of a pack's
+padded embedding dims); one small pack runs first, untimed, so that no row pays the process's
 first-use costs (imports, allocator). Prints one row per pack size; ``--json FILE`` writes them.
 """
 

@@ -4,13 +4,13 @@
 
 The diagram of ``clphase bench`` (hypercube, linear and MLP widths x embedding dims x seeds), trained and
 evaluated by ``trainables.engine.Pack`` directly, without Ray, Parquet or MLflow: packs cut by
-``plan_packs`` for each pack size (1: every config alone; ``auto``: ``auto_pack_size`` on that device, the
-smallest over the diagram's model shapes), run one after the other. It isolates what the device decides in
+``plan_packs`` for each pack size (1: every config alone; ``auto``: ``smallest_pack_size`` on that device, as
+``pack_size: auto`` on CPUs), run one after the other. It isolates what the device decides in
 ``clphase bench``'s (c) against (b), the packs' speed-up, and needs only torch and NumPy, so it also runs
 where Ray and MLflow are not installed (a lent GPU machine). On CUDA it synchronises before each clock
-read and reports the peak memory (the mean randlabel_acc of each row agrees up to the round-off of a pack's
-padded embedding dims); one small pack runs first, untimed, so that no row pays the process's
-first-use costs (imports, allocator). Prints one row per pack size; ``--json FILE`` writes them.
+read and reports the peak memory. One small pack runs first, untimed, so that no row pays the process's
+first-use costs (imports, allocator). Prints one row per pack size, with its mean randlabel_acc (the rows
+agree up to the round-off of a pack's padded embedding dims); ``--json FILE`` writes them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from trainables.config import effective
-from trainables.engine import Pack, auto_pack_size, pick_device, plan_packs
+from trainables.engine import Pack, pick_device, plan_packs, smallest_pack_size
 
 
 def diagram(steps: int, seeds: int, widths: list[int], dims: list[int], device: str) -> list[dict[str, Any]]:
@@ -70,9 +70,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     configs = diagram(args.steps, args.seeds, args.widths, args.dims, str(device))
-    shapes = {(c["encoder"], c.get("width")): c for c in configs}
-    sizes = [min(auto_pack_size(c, device) for c in shapes.values()) if s == "auto" else int(s)
-             for s in args.pack_sizes]
+    sizes = [smallest_pack_size(configs, device) if s == "auto" else int(s) for s in args.pack_sizes]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
     print(f"{len(configs)} configs x {args.steps} steps on {name}")
     warm = Pack([{**configs[0], "steps": 2, "eval_every": 2}], device=device)  # first-use costs, untimed

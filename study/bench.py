@@ -88,8 +88,7 @@ def through_clphase(spec: dict[str, Any], folder: Path, address: str | None) -> 
     phases = dict(summary["timings_s"])
     phases["shutdown"] = round(wall - phases["total"], 3)
     frame = pd.read_parquet(result.study_dir / "trials.parquet")
-    packs = frame.groupby(frame["trial_id"].astype(str).str.replace(r"-\d{3}$", "", regex=True)).first()
-    compute = float((packs["pack_train_s"] + packs["pack_eval_s"]).sum())
+    compute = float(((frame["pack_train_s"] + frame["pack_eval_s"]) / frame["pack_size"]).sum())  # each pack once
     return wall, {"phases_s": phases, "trial_compute_s": round(compute, 2), "slots": summary["slots"],
                   "compute_over_slots_s": round(compute / max(1, summary["slots"]), 2)}
 

@@ -55,13 +55,11 @@ def resolve_pack_size(spec: StudySpec) -> int:
     the smallest size (so, as on GPUs, the most demanding config decides, whatever the cells' order)."""
     if spec.pack_size != "auto":
         return int(spec.pack_size or 1)
-    from trainables.engine import PER_CONFIG_KEYS, auto_pack_size, pack_memory_bytes
+    from trainables.engine import auto_pack_size, pack_memory_bytes, smallest_pack_size
 
     cells = spec.cells()
     if spec.resources.gpu == 0:
-        shaped = PER_CONFIG_KEYS - {"width", "embedding_dim"}  # keys that change no shape
-        shapes = {tuple(sorted((k, v) for k, v in c.items() if k not in shaped)): c for c in cells}
-        return min(auto_pack_size(c, "cpu") for c in shapes.values())
+        return smallest_pack_size(cells, "cpu")
     import ray
 
     config = max(cells, key=pack_memory_bytes)

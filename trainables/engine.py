@@ -44,7 +44,7 @@ from trainables.metrics import evaluate_many
 from trainables.scenarios import SCENARIOS
 
 __all__ = ["PER_CONFIG_KEYS", "Pack", "auto_pack_size", "pack_cost", "pack_flops", "pack_key", "pack_memory_bytes",
-           "pick_device", "plan_packs", "train"]
+           "pick_device", "plan_packs", "smallest_pack_size", "train"]
 
 # Config keys that may differ inside one pack; every other key of the effective config must agree.
 PER_CONFIG_KEYS = frozenset({"seed", "lr", "weight_decay", "temperature", "width", "embedding_dim", "aug_noise"})
@@ -514,6 +514,14 @@ def pack_memory_bytes(config: Mapping[str, Any]) -> int:
     floats = (8 * p + 3 * 2 * b * sum(o + i for o, i in shapes) + 8 * b * b + 4 * b * d
               + 2 * n_eval * (d + max(o for o, _ in shapes)))
     return int(1.5 * 4 * floats)
+
+
+def smallest_pack_size(configs: Sequence[Mapping[str, Any]], device: str | torch.device | None = None) -> int:
+    """``auto_pack_size`` for the most demanding of ``configs``: the smallest over their model shapes (configs
+    that differ only in keys that change no shape are asked once), so the cells' order does not matter."""
+    shapeless = PER_CONFIG_KEYS - {"width", "embedding_dim"}
+    shapes = {tuple(sorted((k, v) for k, v in c.items() if k not in shapeless)): c for c in configs}
+    return min(auto_pack_size(c, device) for c in shapes.values())
 
 
 def auto_pack_size(config: Mapping[str, Any], device: str | torch.device | None = None) -> int:

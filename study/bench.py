@@ -112,6 +112,13 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
     share = (gpu if gpu is not None else 0.25) if on_gpu else 0.0
     base = bench_spec(steps, seeds, list(widths), list(dims), None, share)
     configs = parse_spec(base).cells()
+    packed = parse_spec(bench_spec(steps, seeds, list(widths), list(dims), pack_size, share))  # refused before (a)
+    if set(ways) & set("bc"):
+        from study.runner import _check_local_gpus, ray_address
+
+        address = ray_address(address)  # no Ray there, or no GPU here for --gpu: refused before anything runs
+        if not address:
+            _check_local_gpus(packed)
     figures: dict[str, Any] = {
         "configs": len(configs), "steps": steps, "machine": platform.machine(), "cpus": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "ways": {},
@@ -122,7 +129,7 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
     if pack_size == "auto" and not on_gpu:  # the size the run will use, for the record
         from study.runner import resolve_pack_size
 
-        pack_size = resolve_pack_size(parse_spec(bench_spec(steps, seeds, list(widths), list(dims), "auto", share)))
+        pack_size = resolve_pack_size(packed)
     figures["pack_size"] = pack_size
     runs = {
         "a": ("plain loop", lambda folder: (plain_loop(configs), {})),
@@ -151,23 +158,63 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
     return figures
 
 
+def _ways(text: str) -> str:
+    if not text or set(text) - set("abc"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more of a (plain loop), b (a trial each), c (packs), "
+                                         "e.g. abc or bc")
+    return "".join(dict.fromkeys(text))  # each way once, in the order given
+
+
+def _pack_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: an integer >= 1, or auto")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: an integer >= 1")
+    return int(text)
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a GPU share >= 0 (0: train on the CPU)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clphase bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8, 16])
-    parser.add_argument("--pack-size", default="auto", help="configs per packed trial, or auto")
-    parser.add_argument("--ways", default="abc", help="which of a (plain loop), b (a trial each), c (packs)")
-    parser.add_argument("--gpu", type=float, default=None, help="GPU share per trial (default 0.25 on a GPU)")
+    parser.add_argument("--steps", type=_positive, default=400)
+    parser.add_argument("--seeds", type=_positive, default=4)
+    parser.add_argument("--widths", type=_positive, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--dims", type=_positive, nargs="+", default=[2, 4, 8, 16])
+    parser.add_argument("--pack-size", type=_pack_size, default="auto", help="configs per packed trial, or auto")
+    parser.add_argument("--ways", type=_ways, default="abc",
+                        help="which of a (plain loop), b (a trial each), c (packs)")
+    parser.add_argument("--gpu", type=_share, default=None, help="GPU share per trial (default 0.25 on a GPU)")
     parser.add_argument("--address", default=None)
     parser.add_argument("--out", "--json", dest="out", default="bench.json",
                         help="where to write the figures (JSON; --json is the old name)")
     args = parser.parse_args(argv)
-    pack: int | str = int(args.pack_size) if str(args.pack_size).isdigit() else args.pack_size
-    figures = run_bench(steps=args.steps, seeds=args.seeds, widths=tuple(args.widths), dims=tuple(args.dims),
-                        pack_size=pack, ways=args.ways, address=args.address, gpu=args.gpu)
+    from study.cli import _join_local_ray
+    from study.runner import StudyError
+    from study.spec import SpecError
+
+    _join_local_ray(args.address)  # clphase ray up's head: its token, as clphase run does
+    try:
+        figures = run_bench(steps=args.steps, seeds=args.seeds, widths=tuple(args.widths), dims=tuple(args.dims),
+                            pack_size=args.pack_size, ways=args.ways, address=args.address, gpu=args.gpu)
+    except (SpecError, StudyError) as err:
+        print(f"clphase bench: error: {err}", file=sys.stderr)
+        return 2
     Path(args.out).write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
     print(f"[clphase bench] figures written to {args.out}")

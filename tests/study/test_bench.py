@@ -48,3 +48,29 @@ def test_the_trial_compute_is_each_packs_training_and_evaluation_once(tmp_path):
     packs = trials.groupby(trials["trial_id"].str.rsplit("-", n=1).str[0]).first()  # one row per trial
     assert len(packs) == 2
     assert where["trial_compute_s"] == pytest.approx((packs["pack_train_s"] + packs["pack_eval_s"]).sum(), abs=0.01)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--ways", "ax"], "--ways"), (["--ways", ""], "--ways"), (["--pack-size", "0"], "--pack-size"),
+    (["--pack-size", "many"], "--pack-size"), (["--steps", "0"], "--steps"), (["--widths", "32", "-4"], "--widths"),
+    (["--gpu", "-1"], "--gpu"),
+])
+def test_bad_arguments_are_refused_with_what_is_valid(args, named, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--out", str(tmp_path / "bench.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {named}" in err and ("integer >= 1" in err or "one or more of a" in err or ">= 0" in err)
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_an_address_where_no_ray_answers_is_refused_before_the_plain_loop_runs(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as free:  # a loopback port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    assert main(["--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "bench.json")]) == 2
+    out = capsys.readouterr()
+    assert f"no Ray answers at 127.0.0.1:{port} (--address)" in out.err
+    assert "(a) plain loop" not in out.out and not (tmp_path / "bench.json").exists()

@@ -60,6 +60,13 @@ def _gpu_stats(proc: subprocess.Popen | None) -> dict[str, float] | None:
     return {"gpu_util_mean": sum(util) / len(util), "gpu_util_max": max(util), "gpu_mem_max_mib": max(mem)}
 
 
+def _create_store(tracking_uri: str) -> None:
+    """A new sqlite MLflow store with its tables (MLflow migrates a new database's schema: seconds)."""
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri).search_experiments(max_results=1)
+
+
 def plain_loop(configs: list[dict[str, Any]]) -> float:
     from trainables.engine import train
 
@@ -69,10 +76,12 @@ def plain_loop(configs: list[dict[str, Any]]) -> float:
     return time.perf_counter() - start
 
 
-def through_clphase(spec: dict[str, Any], folder: Path, address: str | None) -> tuple[float, dict[str, Any]]:
+def through_clphase(spec: dict[str, Any], folder: Path, address: str | None,
+                    tracking_uri: str | None = None) -> tuple[float, dict[str, Any]]:
     """The study's wall time, and where it went: the runner's phases (run_summary.json's ``timings_s``, plus
     Ray's shutdown and the return), the trials' own compute (each pack's training and evaluation, summed)
-    and that compute spread over the slots Ray held (the least the trials could have taken)."""
+    and that compute spread over the slots Ray held (the least the trials could have taken). The study
+    records into ``tracking_uri`` (default: a new sqlite store in ``folder``)."""
     import pandas as pd
 
     from study.runner import run_study
@@ -80,7 +89,8 @@ def through_clphase(spec: dict[str, Any], folder: Path, address: str | None) -> 
     path = folder / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     start = time.perf_counter()
-    result = run_study(path, out=folder / "runs", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", address=address)
+    result = run_study(path, out=folder / "runs", tracking_uri=tracking_uri or f"sqlite:///{folder / 'mlflow.db'}",
+                       address=address)
     wall = time.perf_counter() - start
     if result.n_finished != result.n_trials:
         raise RuntimeError(f"bench study did not finish: {result}")
@@ -131,12 +141,17 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
 
         pack_size = resolve_pack_size(packed)
     figures["pack_size"] = pack_size
+    tracking_uri: str | None = None
     runs = {
         "a": ("plain loop", lambda folder: (plain_loop(configs), {})),
-        "b": ("clphase, one config per trial", lambda folder: through_clphase(base, folder, address)),
+        "b": ("clphase, one config per trial", lambda folder: through_clphase(base, folder, address, tracking_uri)),
         "c": (f"clphase, packs of {pack_size}", lambda folder: through_clphase(
-            bench_spec(steps, seeds, list(widths), list(dims), asked, share), folder, address)),
+            bench_spec(steps, seeds, list(widths), list(dims), asked, share), folder, address, tracking_uri)),
     }
+    store = tempfile.TemporaryDirectory()
+    if set(ways) & set("bc"):  # (b) and (c) record into one store, created untimed, as a project's studies do
+        tracking_uri = f"sqlite:///{Path(store.name) / 'mlflow.db'}"
+        _create_store(tracking_uri)
     for way in ways:
         name, fn = runs[way]
         sampler = _gpu_sampler() if on_gpu else None
@@ -151,6 +166,7 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
         print(f"[clphase bench] ({way}) {name}: {entry['wall_s']} s, {entry['trials_per_min']} configs/min", flush=True)
         if where:
             print(f"[clphase bench]     where: {_where(entry)}", flush=True)
+    store.cleanup()
     if "a" in figures["ways"]:
         floor = figures["ways"]["a"]["wall_s"]
         for entry in figures["ways"].values():
@@ -205,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the figures (JSON; --json is the old name)")
     args = parser.parse_args(argv)
     from study.cli import _join_local_ray
+
+    _join_local_ray(args.address)  # clphase ray up's head: its token, set before Ray's import, as clphase run does
     from study.runner import StudyError
     from study.spec import SpecError
 
-    _join_local_ray(args.address)  # clphase ray up's head: its token, as clphase run does
     try:
         figures = run_bench(steps=args.steps, seeds=args.seeds, widths=tuple(args.widths), dims=tuple(args.dims),
                             pack_size=args.pack_size, ways=args.ways, address=args.address, gpu=args.gpu)

@@ -61,10 +61,10 @@ def _gpu_stats(proc: subprocess.Popen | None) -> dict[str, float] | None:
 
 
 def _create_store(tracking_uri: str) -> None:
-    """A new sqlite MLflow store with its tables (MLflow migrates a new database's schema: seconds)."""
-    import mlflow
-
-    mlflow.MlflowClient(tracking_uri).search_experiments(max_results=1)
+    """A new sqlite MLflow store with its tables (MLflow migrates a new database's schema: seconds), made in a
+    process of its own, so that (b) still imports MLflow as a study's first run in a process does."""
+    code = "import mlflow, sys; mlflow.MlflowClient(sys.argv[1]).search_experiments(max_results=1)"
+    subprocess.run([sys.executable, "-c", code, tracking_uri], check=True, capture_output=True)
 
 
 def plain_loop(configs: list[dict[str, Any]]) -> float:

@@ -15,8 +15,11 @@ Equivalence by construction: nothing of one config reaches another.
 - Widths and embedding dims are zero-padded to the pack's largest. A zero hidden unit outputs 0 and
   gets a zero gradient; a zero output column adds nothing to norms or dot products, so each loss sees
   exactly its config's embedding, and every padded entry stays exactly zero under AdamW.
-- The optimiser is ``torch.optim.AdamW`` itself: one parameter group per run of consecutive configs
-  with the same (lr, weight_decay), whose parameters are those configs' slices of the stacked weights.
+- The optimiser is PyTorch's AdamW: its functional form (``torch.optim.adamw.adamw``, what
+  ``torch.optim.AdamW.step`` runs) over one group per run of consecutive configs with the same
+  (lr, weight_decay), whose parameters are those configs' slices of the stacked weights. The engine holds
+  the moments and step counts itself: ``torch.optim.Optimizer`` imports ``torch._dynamo`` on its first call
+  (1.5 to 2 s in every trial process); the update is the same, bit for bit (tests/trainables/test_engine.py).
 - A config whose loss turns NaN/inf stops there: its parameters are put back after each later step
   (no host sync per step), while the others go on.
 What can differ from the config alone is float round-off where padding changes a matmul's inner size;
@@ -37,6 +40,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim.adamw import adamw
 
 from trainables.encoders import ENCODERS, SphereNorm
 from trainables.losses import LOSSES
@@ -48,6 +52,7 @@ __all__ = ["PER_CONFIG_KEYS", "Pack", "auto_pack_size", "pack_cost", "pack_flops
 
 # Config keys that may differ inside one pack; every other key of the effective config must agree.
 PER_CONFIG_KEYS = frozenset({"seed", "lr", "weight_decay", "temperature", "width", "embedding_dim", "aug_noise"})
+_ADAMW_STATE = ("exp_avg", "exp_avg_sq", "step")
 _EVAL_STREAM = 0x5EED  # offsets the held-out sample's seed from the training stream's
 _CPU_LOSS_BYTES = 1 << 20  # on CPU the loss runs over chunks of configs whose (B, B) logits fit in cache
 _ACTIVATIONS: dict[type, Callable[[nn.Module], Callable[[Tensor], Tensor]]] = {
@@ -229,7 +234,19 @@ class Pack:
                     params.append(view)
                 groups.append({"params": params, "lr": c0["lr"], "weight_decay": c0["weight_decay"]})
                 start = k
-        self.optimizer = torch.optim.AdamW(groups)
+        for group in groups:  # AdamW's state, as torch.optim.AdamW creates it at its first step
+            group["exp_avg"] = [torch.zeros_like(p) for p in group["params"]]
+            group["exp_avg_sq"] = [torch.zeros_like(p) for p in group["params"]]
+            group["step"] = [torch.tensor(0.0) for _ in group["params"]]
+        self.groups = groups
+
+    @torch.no_grad()
+    def _optimizer_step(self) -> None:
+        """``torch.optim.AdamW(groups).step()`` with its defaults (betas 0.9, 0.999, eps 1e-8)."""
+        for g in self.groups:
+            adamw(g["params"], [p.grad for p in g["params"]], g["exp_avg"], g["exp_avg_sq"], [], g["step"],
+                  amsgrad=False, beta1=0.9, beta2=0.999, lr=g["lr"], weight_decay=g["weight_decay"], eps=1e-8,
+                  maximize=False)
 
     def encode(self, x: Tensor) -> Tensor:
         """(K, N, D) -> (K, N, E_max): every config's encoder on its own rows."""
@@ -301,7 +318,7 @@ class Pack:
                 p.grad.zero_()
             kept.sum().backward()
             frozen = [p.detach().clone() for p in params]
-            self.optimizer.step()
+            self._optimizer_step()
             with torch.no_grad():  # a diverged config keeps its parameters
                 for p, old in zip(params, frozen, strict=True):
                     torch.where(updating[:, None, None], p, old, out=p.data)
@@ -354,7 +371,7 @@ class Pack:
         return {
             "weights": [w.detach().clone() for w in self.weights],
             "biases": [b.detach().clone() for b in self.biases],
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": {key: [[t.clone() for t in g[key]] for g in self.groups] for key in _ADAMW_STATE},
             "generators": [s["generator"].get_state() for s in self.streams],
             "step": self.step, "active": self.active.clone(), "steps_done": self.steps_done.clone(),
             "pack_train_s": self.pack_train_s, "pack_eval_s": self.pack_eval_s,
@@ -368,7 +385,17 @@ class Pack:
         with torch.no_grad():
             for p, saved in zip((*self.weights, *self.biases), (*state["weights"], *state["biases"]), strict=True):
                 p.copy_(saved)
-        self.optimizer.load_state_dict(state["optimizer"])
+        saved = state["optimizer"]
+        if "param_groups" in saved:  # torch.optim.AdamW's state_dict (an earlier clphase's checkpoint)
+            entries = iter(saved["state"].get(i) for i in range(sum(len(g["params"]) for g in self.groups)))
+            rows = [[next(entries) for _ in g["params"]] for g in self.groups]  # None: no step taken yet
+            saved = {key: [[e[key] if e else t for e, t in zip(row, g[key], strict=True)]
+                           for row, g in zip(rows, self.groups, strict=True)] for key in _ADAMW_STATE}
+        with torch.no_grad():
+            for key in _ADAMW_STATE:
+                for g, tensors in zip(self.groups, saved[key], strict=True):
+                    for t, value in zip(g[key], tensors, strict=True):
+                        t.copy_(value)
         for stream, gen_state in zip(self.streams, state["generators"], strict=True):
             stream["generator"].set_state(gen_state.cpu() if self.device.type == "cpu" else gen_state)
         self.step = state["step"]

@@ -244,6 +244,60 @@ def test_a_pack_restored_from_its_state_continues_exactly():
         Pack(configs[:2]).load_state_dict(whole.state_dict())
 
 
+def _torch_adamw(pack: Pack) -> tuple[torch.optim.AdamW, list[list[torch.Tensor]]]:
+    """torch.optim.AdamW over copies of the pack's group parameters (the same groups, lr and weight decay)."""
+    copies = [[p.detach().clone().requires_grad_() for p in g["params"]] for g in pack.groups]
+    groups = [{"params": c, "lr": g["lr"], "weight_decay": g["weight_decay"]}
+              for c, g in zip(copies, pack.groups, strict=True)]
+    return torch.optim.AdamW(groups), copies
+
+
+def test_the_optimiser_step_is_torch_adamws_step_bit_for_bit():
+    # three groups (two lrs, a weight decay); random gradients, step by step: parameters and moments equal
+    mates = [{"seed": 0, "lr": 1e-3}, {"seed": 1, "lr": 1e-3}, {"seed": 2, "lr": 3e-3},
+             {"seed": 3, "lr": 3e-3, "weight_decay": 0.1}]
+    configs = _configs("hypercube-info_nce-mlp2", mates)
+    pack = Pack(configs)
+    assert [g["params"][0].shape[0] for g in pack.groups] == [2, 1, 1]  # configs per group
+    reference, copies = _torch_adamw(pack)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(25):
+        for p in (*pack.weights, *pack.biases):
+            p.grad.copy_(torch.randn(p.shape, generator=generator))
+        for g, c in zip(pack.groups, copies, strict=True):
+            for view, q in zip(g["params"], c, strict=True):
+                q.grad = view.grad.clone()
+        pack._optimizer_step()
+        reference.step()
+    for g, c in zip(pack.groups, copies, strict=True):
+        for j, (view, q) in enumerate(zip(g["params"], c, strict=True)):
+            state = reference.state[q]
+            assert torch.equal(view, q) and torch.equal(g["exp_avg"][j], state["exp_avg"])
+            assert torch.equal(g["exp_avg_sq"][j], state["exp_avg_sq"]) and torch.equal(g["step"][j], state["step"])
+
+
+def test_a_checkpoint_holding_torch_adamws_state_resumes():
+    # checkpoints of earlier versions hold torch.optim.AdamW's state_dict: a pack loads its moments from it
+    configs = _configs("gmm-spectral-mlp2", VARIANTS[:3])
+    pack = Pack(configs)
+    pack.advance(5)
+    reference, copies = _torch_adamw(pack)
+    for g, c in zip(pack.groups, copies, strict=True):
+        for view, q in zip(g["params"], c, strict=True):
+            q.grad = view.grad.clone()
+    reference.step()
+    state = pack.state_dict()
+    state["optimizer"] = reference.state_dict()
+    resumed = Pack(configs)
+    resumed.load_state_dict(state)
+    flat = [q for c in copies for q in c]
+    held = [(g["exp_avg"][j], g["exp_avg_sq"][j], g["step"][j]) for g in resumed.groups for j in range(len(g["step"]))]
+    assert len(held) == len(flat)
+    for (m, v, t), q in zip(held, flat, strict=True):
+        assert torch.equal(m, reference.state[q]["exp_avg"]) and torch.equal(v, reference.state[q]["exp_avg_sq"])
+        assert float(t) == float(reference.state[q]["step"]) == 1.0  # the one step torch's optimiser took
+
+
 def test_a_diverging_config_stops_where_it_stops_alone_and_leaves_its_neighbours_alone():
     base = {**SHORT, **CASES["hypercube-spectral-mlp1"], "steps": 50, "eval_every": 25}
     # lr 1e4 diverges after one step, lr 30 after a few; the second shares its data stream with it
@@ -329,7 +383,7 @@ def test_plan_packs_cuts_each_key_into_packs_of_similar_shape():
     mixed = [{**base, "lr": lr, "seed": s} for s in range(3) for lr in (1e-3, 3e-3)]
     (pack,) = plan_packs(mixed, 6)
     assert [mixed[i]["lr"] for i in pack] == [1e-3] * 3 + [3e-3] * 3
-    assert len(Pack([mixed[i] for i in pack]).optimizer.param_groups) == 2
+    assert len(Pack([mixed[i] for i in pack]).groups) == 2
     with pytest.raises(ValueError, match="pack size"):
         plan_packs(cells, 0)
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -201,6 +202,22 @@ def init_ray(address: str | None, verbose: bool) -> bool:
     return True
 
 
+def shutdown_ray() -> None:
+    """End the Ray ``init_ray`` started. Ray's shutdown stops its processes one by one, each given a second to exit
+    on SIGTERM, and the autoscaler monitor's comes after the GCS's: it spends that second reporting its end to the
+    GCS that is gone, and is then killed. A study's own single-node Ray has nothing to autoscale, so the monitor is
+    killed first, as Ray would after that second (the shutdown takes 0.4 s here instead of 1.3 s)."""
+    import ray
+    from ray._private import ray_constants
+
+    node = getattr(ray._private.worker, "_global_node", None)  # the Node whose processes this driver started
+    for info in (getattr(node, "all_processes", None) or {}).get(ray_constants.PROCESS_TYPE_MONITOR, []):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            info.process.kill()
+            info.process.wait(timeout=1)
+    ray.shutdown()
+
+
 def _check_local_gpus(spec: StudySpec) -> None:
     """Before anything starts: a GPU request on a machine without one is an error (locally)."""
     import torch
@@ -354,9 +371,7 @@ def run_study(
         raise
     finally:
         if started_ray:
-            import ray
-
-            ray.shutdown()
+            shutdown_ray()
         if saved_environment is not None:
             os.environ.clear()
             os.environ.update(saved_environment)

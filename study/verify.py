@@ -121,15 +121,13 @@ def verify(names: list[str] | None = None, *, smoke: bool = False, out: str | Pa
            verbose: bool = False) -> list[dict[str, Any]]:
     import platform
 
-    import ray
-
     names = names or list(CLAIMS)
     unknown = [n for n in names if n not in CLAIMS]
     if unknown:
         raise ValueError(f"unknown claim {unknown}; valid claims: {', '.join(CLAIMS)}")
     out = Path(out or ("runs/claims-smoke" if smoke else "runs/claims")).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    from study.runner import init_ray, ray_address
+    from study.runner import init_ray, ray_address, shutdown_ray
 
     address = ray_address(address)
     saved = dict(os.environ)
@@ -143,7 +141,7 @@ def verify(names: list[str] | None = None, *, smoke: bool = False, out: str | Pa
             print(f"[clphase verify] {name}: {rows[-1]['verdict']}: {rows[-1]['measured']}", flush=True)
     finally:
         if started:
-            ray.shutdown()
+            shutdown_ray()
         os.environ.clear()
         os.environ.update(saved)
     (out / "claims.json").write_text(json.dumps(rows, indent=2, default=str))

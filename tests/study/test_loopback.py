@@ -46,6 +46,14 @@ def _listening() -> dict[int, tuple[str, int]]:
     return out
 
 
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie waiting for its reaper has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _tree(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -134,8 +142,14 @@ def test_a_local_study_listens_on_loopback_only(tmp_path, tmp_store, trial_gate)
                         + [f"{pid:>7}  {addr:<18} {port:>5}  {cmd[:90]}" for pid, cmd, addr, port in rows]))
         exposed = [r for r in rows if not _loopback(r[2])]
         assert not exposed, "listening beyond loopback:\n" + "\n".join(map(str, exposed))
+        started = {pid: cmd for pid, cmd, _, _ in rows if pid != driver.pid}
         trial_gate.open()
         assert driver.wait(timeout=600) == 0, describe()
+        # the study's Ray ends with it, quietly: every process it started is gone (the autoscaler monitor included,
+        # which the runner ends itself), and no process reported a failure on its way out
+        left = {pid: cmd for pid, cmd in started.items() if _alive(pid)}
+        assert not left, f"Ray processes left running after the study: {left}"
+        assert "autoscaler failed" not in describe() and "Traceback" not in describe(), describe()
     finally:
         trial_gate.open()
         if driver.poll() is None:

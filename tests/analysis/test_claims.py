@@ -97,6 +97,9 @@ def test_fisher_rule():
     assert judge_fisher(_gmm()).verdict == "holds"
     assert judge_fisher(_gmm(infonce=0.3)).verdict == "fails"
     assert judge_fisher(_gmm(pca_end=0.9)).verdict == "inconclusive"
+    clean_only = _gmm()[lambda t: t["aug_noise"] == 0.0]  # the rest holds, but the noise half is untested
+    verdict = judge_fisher(clean_only)
+    assert verdict.verdict == "inconclusive" and "untested" in verdict.measured
 
 
 def _sphere(mlp=0.97, linear=0.6, small=0.5):

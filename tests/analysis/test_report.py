@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -149,7 +150,8 @@ def test_the_parent_run_carries_the_answer(study_dir, tmp_path, tracking_uri):
     summary = analyze(study_dir, tracking_uri=tracking_uri, n_boot=50)
     assert summary["mlflow"]["logged"], summary["mlflow"]["message"]
     run = MlflowClient(tracking_uri).get_run(parent)
-    assert run.data.params == {"x": "capacity", "y": "embedding_dim", "metric": "randlabel_acc", "threshold": "0.9"}
+    assert run.data.params == {"x": "capacity", "y": "embedding_dim", "metric": "randlabel_acc", "threshold": "0.9",
+                               "increasing": "True", "n_boot": "50"}
     metrics = run.data.metrics
     rows = {r["capacity"]: r for r in summary["boundary"]}
     assert metrics["y_critical/mlp-16x1"] == pytest.approx(rows["mlp-16x1"]["y_critical"], rel=1e-3)
@@ -173,6 +175,29 @@ def test_an_analysis_with_other_choices_leaves_the_parent_s_answer_alone(study_d
     assert not again["mlflow"]["logged"] and "threshold=0.9 (now 0.7)" in again["mlflow"]["message"]
     assert MlflowClient(tracking_uri).get_run(parent).data.params["threshold"] == "0.9"
     assert (study_dir / "phase" / "summary.json").exists()
+    for other in ({"increasing": False}, {"n_boot": 20}):  # the direction and the bootstrap are choices too
+        again = analyze(study_dir, tracking_uri=tracking_uri, **{"n_boot": 50, **other})
+        assert not again["mlflow"]["logged"] and "(now " in again["mlflow"]["message"]
+    assert MlflowClient(tracking_uri).get_run(parent).data.params["n_boot"] == "50"
+
+
+def test_a_boundary_the_new_answer_lacks_is_cleared_on_the_parent(study_dir, tmp_path, tracking_uri):
+    import pandas as pd
+
+    parent = _parent(tracking_uri, "planted", study_dir.resolve(), tmp_path / "artifacts")
+    analyze(study_dir, tracking_uri=tracking_uri, n_boot=50)
+    assert math.isfinite(MlflowClient(tracking_uri).get_run(parent).data.metrics["y_critical/mlp-16x1"])
+    trials = pd.read_parquet(study_dir / "trials.parquet")  # more trials came in: mlp-16x1 recovers everywhere now
+    row = (trials["encoder"] == "mlp") & (trials["width"] == 16) & (trials["depth"] == 1)
+    assert row.any()
+    trials.loc[row, "randlabel_acc"] = 1.0
+    trials.to_parquet(study_dir / "trials.parquet")
+    summary = analyze(study_dir, tracking_uri=tracking_uri, n_boot=50)
+    assert summary["mlflow"]["logged"], summary["mlflow"]["message"]
+    metrics = MlflowClient(tracking_uri).get_run(parent).data.metrics
+    assert metrics["censored/mlp-16x1"] == -1
+    assert all(math.isnan(metrics[f"{c}/mlp-16x1"]) for c in ("y_critical", "y_low", "y_high"))
+    assert "y_critical/linear" not in metrics  # what no answer ever had is not written
 
 
 

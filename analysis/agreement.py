@@ -3,7 +3,9 @@ report, the claims and ``clphase verify``.
 
 A row agrees when the theory's value lies inside the row's bootstrap interval, or when both put the
 boundary beyond the same end of the sampled range (a predicted value outside the range counts as
-censored on that side). A row without an interval (one seed) or without a usable trial does not
+censored on that side). A censored row bounds its boundary by its own end of the range (``y_bound``:
+past the threshold already at y_bound means a boundary <= y_bound; not past it at y_bound, > y_bound),
+and a predicted value on that side of it agrees. A row without an interval (one seed) or without a usable trial does not
 agree; a row the theory says nothing about has ``agree`` None.
 
 The interval of a boundary along y is half-open, ``(y_low, y_high]``: ``y_low`` is a grid point where
@@ -59,10 +61,13 @@ def inside(value: float, low: Any, high: Any, closed: Closed = "right") -> bool:
 def agrees(
     value: Any, low: Any, high: Any, censored: Any, theory: Any, censored_theory: Any, *,
     grid: Sequence[float] | None = None, closed: Closed = "right", sides: dict[str, str] | None = None,
+    bound: Any = None,
 ) -> tuple[bool | None, str]:
     """The rule (module docstring) for one fitted boundary against one prediction; returns the verdict
     (None without a prediction) and why, in words. ``grid``: the sampled range (a predicted value
-    beyond it is censored on that side); ``sides``: the words for a censored side."""
+    beyond it is censored on that side); ``sides``: the words for a censored side; ``bound``: a censored
+    row's own end of the range (``y_bound``/``z_bound``: a row with missing cells ends before the grid does),
+    against which a predicted value is compared."""
     fitted, predicted = _side(censored), _side(censored_theory)
     if predicted is None and not _finite(theory):
         return None, "no prediction"
@@ -71,6 +76,12 @@ def agrees(
     if predicted is None and grid is not None and len(grid):
         predicted = "below" if float(theory) < min(grid) else "above" if float(theory) > max(grid) else None
         theory_text += f" ({sides[predicted]})" if predicted else ""
+    if fitted and _finite(theory) and _finite(bound):  # the data bound the boundary on one side of the row's end
+        t, b = float(theory), float(bound)
+        right = closed == "right"
+        ok = (t <= b if right else t < b) if fitted == "below" else (t > b if right else t >= b)
+        relation = ("≤" if right else "<") if fitted == "below" else (">" if right else "≥")
+        return ok, f"theory {theory_text}, fitted {sides[fitted]} (boundary {relation} {_fmt(b)})"
     if fitted or predicted:
         return fitted == predicted, f"theory {theory_text}, fitted {sides.get(fitted or '', _fmt(value))}"
     if not _finite(value):
@@ -100,7 +111,7 @@ def compare(diagram: PhaseDiagram, predicted: pd.DataFrame) -> pd.DataFrame:
     agree, reasons, within, delta = [], [], [], []
     for row in table.to_dict("records"):
         ok, why = agrees(row["y_critical"], row["y_low"], row["y_high"], row["censored"], row["y_theory"],
-                         row["censored_theory"], grid=grid, closed="right")
+                         row["censored_theory"], grid=grid, closed="right", bound=row.get("y_bound"))
         agree.append(ok)
         reasons.append(why)
         within.append(bool(ok) and _side(row["censored"]) is None)
@@ -189,7 +200,7 @@ def compare_critical_z(diagram: PhaseDiagram, predicted: pd.DataFrame) -> pd.Dat
     agree, reasons, within, delta = [], [], [], []
     for row in table.to_dict("records"):
         ok, why = agrees(row["z_critical"], row["z_low"], row["z_high"], row["censored"], row["z_theory"],
-                         row["censored_theory"], grid=grid, closed="left", sides=sides)
+                         row["censored_theory"], grid=grid, closed="left", sides=sides, bound=row.get("z_bound"))
         agree.append(ok)
         reasons.append(why)
         within.append(bool(ok) and _side(row["censored"]) is None)

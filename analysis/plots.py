@@ -127,9 +127,16 @@ def plot_phase_diagram(
                        markersize=10, linestyle="none", zorder=3)
         if theory is not None and len(theory):
             mine = _slice_rows(theory, diagram, value)
-            predicted = np.clip(pos(_aligned(mine, diagram, "y_theory")), -0.5, n_y - 0.5)
+            values = np.asarray(_aligned(mine, diagram, "y_theory"), dtype=float)
+            coord = np.full(values.shape, np.nan)
+            ok = np.isfinite(values) & ((values > 0) | (not diagram.log_y_))
+            coord[ok] = diagram.y_coord(values[ok])
+            # a predicted value beyond the sampled range is drawn as censored there, not at the end cell
+            beyond = np.where(coord > t_grid[-1], "above", np.where(coord < t_grid[0], "below", ""))
+            predicted = np.where(beyond == "", pos(values), np.nan)
             panel.plot(xs, predicted, "x--", color="red", linewidth=1.5, markersize=9, zorder=4)
-            cens = _aligned(mine, diagram, "censored_theory")
+            cens = [c if isinstance(c, str) else (b or None)
+                    for c, b in zip(_aligned(mine, diagram, "censored_theory"), beyond, strict=True)]
             for side, y_edge, marker in (("above", n_y - 0.75, "^"), ("below", -0.25, "v")):
                 hit = np.array([c == side for c in cens])
                 panel.plot(xs[hit], np.full(hit.sum(), y_edge), marker, markerfacecolor="none",

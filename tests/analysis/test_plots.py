@@ -98,3 +98,27 @@ def test_loss_vs_accuracy_names_missing_columns(sliced):
     _, trials = sliced
     with pytest.raises(ValueError, match=r"'contrastive_loss' is not in the trials table; its columns: .*train_loss"):
         plot_loss_vs_accuracy(trials, loss="contrastive_loss")
+
+
+def test_a_predicted_boundary_beyond_the_range_is_drawn_censored_there_not_at_the_end_cell():
+    trials = tidy(make_phase_trials({"mlp-16x1": 3.0, "mlp-64x2": 6.0, "mlp-128x2": 12.0}, y_values=(2, 4, 8, 16),
+                                    n_seeds=2, random_state=0))
+    diagram = PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9, n_boot=50,
+                           random_state=0).fit(trials)
+    order = list(diagram.x_order_)
+    theory = {"mlp-16x1": 64.0, "mlp-64x2": 1.0, "mlp-128x2": 8.0}  # beyond, before, inside the range 2..16
+    import pandas as pd
+
+    frame = pd.DataFrame({"capacity": order, "y_theory": [theory[c] for c in order], "censored_theory": None})
+    panel = plot_phase_diagram(diagram, frame).axes[0]
+    red = [line for line in panel.get_lines() if line.get_color() == "red" and line.get_linestyle() == "--"]
+    (curve,) = red
+    heights = dict(zip(order, curve.get_ydata(), strict=True))
+    assert math.isnan(heights["mlp-16x1"]) and math.isnan(heights["mlp-64x2"])
+    assert heights["mlp-128x2"] == pytest.approx(2.0)  # the cell of embedding_dim 8
+    marked = {}
+    for line in panel.get_lines():
+        if line.get_markeredgecolor() == "red" and line.get_marker() in ("^", "v") and len(line.get_xdata()):
+            for x in line.get_xdata():
+                marked[order[int(x)]] = line.get_marker()
+    assert marked == {"mlp-16x1": "^", "mlp-64x2": "v"}

@@ -277,6 +277,9 @@ class PhaseDiagram:
         else:
             used["_rep"] = used.groupby(self._keys + [self.y], observed=True).cumcount()
             self.notes_.append(f"no {self.seed_col!r} column: the trials of a cell are taken as its replicates")
+        mixed = self._mixed_configs(used)
+        if mixed:
+            self.notes_.append(mixed)
         self.cells_ = (
             used.groupby(self._keys + [self.y], observed=True)[self.metric]
             .agg(["mean", "std", "min", "max", "count"]).rename(columns={"count": "n"}).reset_index()
@@ -449,6 +452,26 @@ class PhaseDiagram:
             self.notes_.append(f"{self.metric} falls with {self.y} (rank correlation {rho:.2f}): the boundary is "
                                f"where it drops below {self.threshold:g}; pass increasing=True to override")
         return bool(rho >= 0)
+
+    def _mixed_configs(self, used: pd.DataFrame) -> str:
+        """A note when points of the diagram average trials of different configs (grid cells, ``cell``) that
+        the axes do not tell apart, naming the columns that do (those constant within each cell); else ''."""
+        if "cell" not in used.columns:
+            return ""
+        points = self._keys + [self.y] + ([self.z] if self.z else [])
+        n_cells = used.groupby(points, observed=True)["cell"].nunique()
+        if int(n_cells.max()) <= 1:
+            return ""
+        skip = {*points, "cell", "capacity", "capacity_rank", self.seed_col, "trial_id", "config_id", "status",
+                "error", "node_ip", "node_id", "step", "n_params", self.metric}
+        per_cell = used.groupby("cell", observed=True).nunique(dropna=False).max()
+        apart = [c for c in used.columns if c not in skip and per_cell.get(c, 2) <= 1
+                 and used.groupby(points, observed=True)[c].nunique().max() > 1]
+        named = ", ".join(f"{c} ({', '.join(map(str, sorted(used[c].dropna().unique().tolist())[:4]))})"
+                          for c in apart[:4]) or "no column"
+        return (f"{int((n_cells > 1).sum())} of {len(n_cells)} points of the diagram average trials of up to "
+                f"{int(n_cells.max())} configs that its axes do not tell apart: {named}; fit one value of each, or "
+                "make one the slice")
 
     def _summarise_notes(self) -> None:
         b = self.boundary_

@@ -266,3 +266,23 @@ def test_the_direction_is_inferred_from_the_data_when_not_given():
     for capacity, y_star in {"mlp-16x1": 0.3, "mlp-64x2": 0.8}.items():
         r = row(diagram, capacity)
         assert r["monotone"] and r["y_low"] <= y_star <= r["y_high"]
+
+
+def test_points_that_average_different_configs_are_named_in_the_notes():
+    # two studies' worth of trials, n_invariant 2 and 4 (true boundaries 4 and 64), fitted without a slice
+    def study(critical: float, n_invariant: int, random_state: int) -> pd.DataFrame:
+        t = make_phase_trials({"mlp-32x2": critical}, n_seeds=3, random_state=random_state)
+        t["n_invariant"] = n_invariant
+        t["cell"] = f"{n_invariant}-" + t["embedding_dim"].astype(str)  # a grid cell per config, as the records
+        return t
+
+    both = tidy(pd.concat([study(4.0, 2, 0), study(64.0, 4, 1)], ignore_index=True))
+    fit = PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9, n_boot=20).fit(both)
+    (note,) = [n for n in fit.notes_ if "do not tell apart" in n]
+    assert note.startswith("7 of 7 points") and "n_invariant (2, 4)" in note and "n_params" not in note
+    one = tidy(study(4.0, 2, 0))
+    assert not [n for n in PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9,
+                                        n_boot=20).fit(one).notes_ if "do not tell apart" in n]
+    sliced = PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9, slice="n_invariant",
+                          n_boot=20).fit(both)
+    assert not [n for n in sliced.notes_ if "do not tell apart" in n]

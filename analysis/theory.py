@@ -622,8 +622,6 @@ def expectations(trials: pd.DataFrame) -> list[dict[str, Any]]:
             a, b = cs["content_r2"].mean(), cs["style_r2"].mean()
             claim("content is kept better than style (content_r2 > style_r2)",
                   None if math.isnan(a) or math.isnan(b) else bool(a > b), f"{a:.3f} vs {b:.3f}")
-        if {"aug_noise", "style_r2"} <= set(cs.columns):
-            rho = _trend(cs, "aug_noise", "style_r2")
-            claim("style_r2 falls as aug_noise grows", None if math.isnan(rho) else rho < 0,
-                  f"Spearman rho = {rho:.3f}")
+        # No trend of style_r2 with aug_noise is claimed: with content-dependent style a content-only code predicts
+        # style to the content oracle's R^2 at every aug_noise (the content_style claim's revised rule)
     return out

@@ -45,7 +45,8 @@ from analysis.load import add_capacity
 
 OK_STATUS = "TERMINATED"
 _SMOOTH_C = 100.0  # weak L2 on standardised features: keeps a separable table from diverging
-_REASONS = ("failed", "diverged", "missing_axis", "missing_metric")
+_REASONS = ("failed", "unfinished", "diverged", "missing_axis", "missing_metric")
+_UNFINISHED = ("PENDING", "RUNNING", "PAUSED")  # Tune's states of a trial still to come or under way
 
 
 def crossing(means: np.ndarray, t: np.ndarray, threshold: float, *, strict: bool = True
@@ -156,7 +157,7 @@ class PhaseDiagram:
     cells_ : DataFrame, one row per (x, slice, y) cell: ``mean``, ``std``, ``min``, ``max``, ``n``.
     y_grid_, x_order_, slice_order_ : the axes' values in order.
     increasing_ : bool, the direction used (given, or inferred from the data).
-    excluded_ : dict, counts of trials left out by reason (failed, diverged, missing_axis,
+    excluded_ : dict, counts of trials left out by reason (failed, unfinished, diverged, missing_axis,
         missing_metric).
     notes_ : list of str, what a reader of the boundary should know.
     smooth_ : the fitted smooth model (None when every trial lies on one side of the threshold).
@@ -225,14 +226,16 @@ class PhaseDiagram:
     def _reasons(self, trials: pd.DataFrame) -> np.ndarray:
         """Why each trial is left out ('' for a usable trial), first reason wins."""
         n = len(trials)
-        failed = (trials["status"] != OK_STATUS).to_numpy() if "status" in trials.columns else np.zeros(n, bool)
+        status = trials["status"] if "status" in trials.columns else pd.Series([OK_STATUS] * n, index=trials.index)
+        unfinished = status.isin(_UNFINISHED).to_numpy()  # a study analysed while it runs: not failures
+        failed = (status != OK_STATUS).to_numpy() & ~unfinished
         diverged = (
             trials["diverged"].fillna(0).astype(float).to_numpy() > 0
             if "diverged" in trials.columns else np.zeros(n, bool)
         )
         axis_missing = trials[self._keys + [self.y]].isna().any(axis=1).to_numpy()
         metric_missing = ~np.isfinite(trials[self.metric].astype(float).to_numpy())
-        return np.select([failed, diverged, axis_missing, metric_missing], list(_REASONS), "")
+        return np.select([failed, unfinished, diverged, axis_missing, metric_missing], list(_REASONS), "")
 
     def y_coord(self, y: Any) -> np.ndarray:
         """Position of ``y`` on the axis the boundary is interpolated on: log2 y or y."""

@@ -167,7 +167,7 @@ def test_failed_and_diverged_trials_are_excluded_and_counted_and_missing_cells_r
     mlp64x2 = trials["width"].eq(64) & trials["depth"].eq(2)
     trials.loc[mlp64x2 & trials["embedding_dim"].eq(64), "status"] = "ERROR"  # a cell whose trials all failed
     diagram = fit(trials)
-    assert diagram.excluded_ == {"failed": 7, "diverged": 1, "missing_axis": 0, "missing_metric": 1}
+    assert diagram.excluded_ == {"failed": 7, "unfinished": 0, "diverged": 1, "missing_axis": 0, "missing_metric": 1}
     r16 = row(diagram, "mlp-16x1")
     assert (r16["n_failed"], r16["n_diverged"], r16["n_missing_metric"]) == (2, 1, 1)
     assert r16["n_used"] == r16["n_trials"] - 4 and r16["y_low"] <= 6.0 <= r16["y_high"]
@@ -286,3 +286,15 @@ def test_points_that_average_different_configs_are_named_in_the_notes():
     sliced = PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9, slice="n_invariant",
                           n_boot=20).fit(both)
     assert not [n for n in sliced.notes_ if "do not tell apart" in n]
+
+
+def test_trials_still_to_come_are_left_out_as_unfinished_not_failed(planted):
+    # a study analysed while it runs: its PENDING and RUNNING trials are not failures
+    trials = planted.copy()
+    trials.loc[trials.index[:3], "status"] = "PENDING"
+    trials.loc[trials.index[3:5], "status"] = "RUNNING"
+    trials.loc[trials.index[5], "status"] = "ERROR"
+    diagram = fit(trials)
+    assert (diagram.excluded_["failed"], diagram.excluded_["unfinished"]) == (1, 5)
+    assert any("5 unfinished" in n and "1 failed" in n for n in diagram.notes_)
+    assert int(diagram.boundary_["n_failed"].sum()) == 1

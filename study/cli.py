@@ -52,11 +52,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"clphase: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\n[clphase] interrupted; continue with: clphase run "
-              f"{args.spec} --resume{' --smoke' if args.smoke else ''}", file=sys.stderr)
+        print(f"\n[clphase] interrupted; continue with: {_resume_command(args)}", file=sys.stderr)
         return 130
-    print(describe(result, spec.objective.metric))
+    print(describe(result, spec.objective.metric, _resume_command(args)))
+    if result.interrupted:  # Tune takes Ctrl-C itself and ends the study early: not a success for a script
+        return 130
     return 1 if result.n_finished == 0 else 0
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that continues this study: the same spec, folder and (smoke) variant, with --resume."""
+    out = f" --out {args.out}" if str(args.out) != "runs" else ""
+    return f"clphase run {args.spec} --resume{' --smoke' if args.smoke else ''}{out}"
 
 
 def _analyze(argv: list[str]) -> int:

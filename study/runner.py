@@ -674,14 +674,15 @@ def _timings(clock: dict[str, float], first_start: float | None) -> dict[str, fl
     return {k: round(v, 3) for k, v in marks.items()}
 
 
-def describe(result: StudyResult, metric: str) -> str:
+def describe(result: StudyResult, metric: str, resume: str = "clphase run SPEC --resume") -> str:
+    """What a study's end prints; ``resume``: the command that continues it."""
     lines = [f"{result.n_finished}/{result.n_trials} trials finished, {result.n_failed} failed"]
     if result.best is not None:
         lines.append(f"best {metric} = {result.best.get(metric):.4g} (trial {result.best.get('trial_id')})")
     lines.append(f"results:  {result.study_dir}/trials.parquet, history.parquet")
     lines.append(f"MLflow:   {result.tracking_uri}  (browse with: clphase ui)")
     if result.interrupted:
-        lines.append("the study did not finish: continue it with  clphase run SPEC --resume")
+        lines.append(f"the study did not finish: continue it with  {resume}")
     return "\n".join(lines)
 
 

@@ -206,7 +206,19 @@ class MlflowMirror:
                 self.logged_step[trial_id] = max((int(m.step) for m in history), default=-1)
 
     def close(self, status: str) -> None:
+        if status == "KILLED":  # trials cut short end with their study, not RUNNING for ever (a resume goes on)
+            self._guard(self._end_running_children)
         self._guard(lambda: self.client.set_terminated(self.parent_id, status))
+
+    def _end_running_children(self) -> None:
+        experiment = getattr(self, "experiment_id", None)
+        if experiment is None or self.parent_id is None:
+            return
+        running = self.client.search_runs(
+            [experiment], filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}' and attributes.status = "
+            "'RUNNING'", max_results=50000)
+        for run in running:
+            self.client.set_terminated(run.info.run_id, "KILLED")
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
         for path in paths:

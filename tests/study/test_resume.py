@@ -62,6 +62,15 @@ def test_an_interrupted_study_resumes_without_loss_or_duplicates(tmp_path, tmp_s
     before = pd.read_parquet(study_dir / "trials.parquet")
     done_before = set(before.loc[before.status == "TERMINATED", "trial_id"])
     assert done_before == trial_gate.passed()
+    if how == "sigint":  # Ctrl-C: the study says how to go on and does not exit as a success
+        assert driver.returncode == 130, describe()
+        assert f"continue it with  clphase run {spec} --resume --out {out}" in describe()
+        client = MlflowClient(tmp_store)
+        children = [r for r in client.search_runs([client.get_experiment_by_name("killme").experiment_id])
+                    if "mlflow.parentRunId" in r.data.tags]
+        status = {c.data.tags["trial_id"]: c.info.status for c in children}
+        assert {t for t, v in status.items() if v == "FINISHED"} == done_before
+        assert set(status.values()) <= {"FINISHED", "KILLED"}  # the trials cut short are not left RUNNING
     trial_gate.open()
 
     result = run_study(spec, out=out, tracking_uri=tmp_store, resume=True)

@@ -201,7 +201,11 @@ def _ray(args: argparse.Namespace) -> int:
     from study import local_ray
 
     if args.action == "up":
-        address = local_ray.up(args.port, args.num_cpus)
+        try:
+            address = local_ray.up(args.port, args.num_cpus)
+        except RuntimeError as err:
+            print(f"clphase: error: {err}", file=sys.stderr)
+            return 2
         print(f"local Ray on {address} (loopback only); run studies with  clphase run SPEC --address {address}  "
               "and end it with  clphase ray down")
     elif args.action == "down":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,6 +60,11 @@ def up(port: int = 6379, num_cpus: int | None = None) -> str:
     head = running()
     if head:
         return head["address"]
+    with socket.socket() as probe:  # a port another program (or another Ray) holds: said now, not by Ray's traceback
+        probe.settimeout(2)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} on 127.0.0.1 is already in use (another Ray, or another program): "
+                               "choose another with --port")
     temp = Path("/tmp") / f"clphase-ray-{os.getuid()}-{port}"  # Ray's socket paths must stay short
     _STATE.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",

@@ -51,3 +51,17 @@ def test_studies_join_one_loopback_ray_and_down_ends_it(tmp_path):
         down = _clphase("ray", "down", env=env, cwd=tmp_path)
     assert down.returncode == 0
     assert local_ray._processes_in(temp) == []
+
+
+def test_ray_up_on_a_port_in_use_is_refused_naming_the_port(tmp_path):
+    import socket
+
+    env = {**os.environ, "CLPHASE_HOME": str(tmp_path / "home")}
+    with socket.socket() as holder:  # a program holding the port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = _clphase("ray", "up", "--port", str(port), env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr and "--port" in done.stderr
+    assert not (tmp_path / "home" / "ray" / "head.json").exists()

@@ -8,6 +8,7 @@ Distributions (``tune.loguniform`` ...) feed Optuna.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,5 +68,19 @@ def distribution(name: str, args: Sequence[Any]) -> Any:
     if name not in DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
     if name == "choice":
+        if not isinstance(args, Sequence) or isinstance(args, str) or not len(args):
+            raise ValueError("choice takes a non-empty list of values, e.g. [0.1, 0.3]")
         return tune.choice(list(args))
+    q = name.startswith("q")
+    if not isinstance(args, Sequence) or isinstance(args, str) or len(args) != 2 + q:
+        raise ValueError(f"{name} takes [low, high{', q' if q else ''}]")
+    if not all(isinstance(a, int | float) and not isinstance(a, bool) and math.isfinite(a) for a in args):
+        raise ValueError(f"{name} takes finite numbers, got {list(args)}")
+    low, high = args[0], args[1]
+    if not low < high:
+        raise ValueError(f"low must be < high, got low {low} and high {high}")
+    if name.startswith("log") and low <= 0:
+        raise ValueError(f"a log-scale range needs low > 0, got {low}")
+    if q and args[2] <= 0:
+        raise ValueError(f"q (the step) must be > 0, got {args[2]}")
     return DISTRIBUTIONS[name](*args)

@@ -145,13 +145,21 @@ def ray_address(address: str | None) -> str | None:
     machine recorded. A ``host:port`` where nothing accepts a connection is refused at once (Ray would retry it
     for minutes)."""
     given = address or os.environ.get("RAY_ADDRESS") or None
-    if given and given != "auto" and "://" not in given:
+    named = "--address" if address else "RAY_ADDRESS"
+    if given == "auto":  # the Ray the last `ray start` on this machine recorded: found and checked here, not by
+        from ray._private.services import get_ray_address_from_environment  # ray.init's minutes of retries
+
+        try:
+            given = get_ray_address_from_environment("auto", None)
+        except (ConnectionError, ValueError) as err:
+            raise StudyError(f"{named} auto finds no running Ray ({err}). Start one (clphase ray up, ray start --head "
+                             f"or ray up), or leave out {named} to run the study on a Ray of its own") from None
+    if given and "://" not in given:
         host, _, port = given.rpartition(":")
         if host and port.isdigit():
             try:
                 socket.create_connection((host, int(port)), timeout=10).close()
             except OSError as err:
-                named = "--address" if address else "RAY_ADDRESS"
                 raise StudyError(
                     f"no Ray answers at {given} ({named}): {err.strerror or err}. Start it (clphase ray up, ray start "
                     f"--head or ray up), or leave out {named} to run the study on a Ray of its own") from None

@@ -139,3 +139,30 @@ def test_an_unreachable_tracking_server_is_a_clear_error(tmp_path):
     with pytest.raises(StudyError, match="cannot reach the MLflow tracking store"):
         run_study(spec, out=tmp_path / "runs", tracking_uri=f"http://127.0.0.1:{free_port()}")
     assert not (tmp_path / "runs" / "nosrv" / "trials.parquet").exists()
+
+
+def test_address_auto_is_resolved_and_checked_before_ray_is_asked(tmp_path, monkeypatch, ray_session):
+    import socket
+
+    import ray._private.services as services
+
+    from study.runner import ray_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    resolved = ray_address("auto")  # the session's Ray is running: auto finds it, as ray.init would
+    host, port = resolved.rsplit(":", 1)
+    socket.create_connection((host, int(port)), timeout=10).close()
+    # Without any Ray on the machine (Ray's discovery of GCS processes finds none; the session's Ray is left
+    # out by hand here), auto is refused at once instead of retried by ray.init
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: [])
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # where Ray records the last `ray start` of this machine
+    with pytest.raises(StudyError, match="--address auto finds no running Ray"):
+        ray_address("auto")
+    dead = free_port()
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{dead}")  # a Ray that has died since
+    with pytest.raises(StudyError, match=rf"no Ray answers at 127.0.0.1:{dead} \(--address\)"):
+        ray_address("auto")
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    with pytest.raises(StudyError, match=r"\(RAY_ADDRESS\)"):
+        ray_address(None)

@@ -68,16 +68,23 @@ def test_a_grid_study_lands_once_per_trial_in_parquet_and_mlflow(tmp_path, tmp_s
 
 
 def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(tmp_path, tmp_store):
-    # `cuda:7` passes validation but cannot be used here: a real runtime failure.
-    spec = write_spec(tmp_path, name="faulty", grid={"device": ["cpu", "cuda:7"]}, max_failures=0)
-    result = run_study(spec, out=tmp_path / "runs", tracking_uri=tmp_store)
+    # the study's own trainable, failing for one cell inside its trial: a real runtime failure in a Ray worker
+    from trainables.contrastive import contrastive
+
+    def faulty(config):
+        if config["pack"][0]["embedding_dim"] == 4:
+            raise RuntimeError("this cell's trial fails on purpose")
+        contrastive(config)
+
+    spec = write_spec(tmp_path, name="faulty", grid={"embedding_dim": [2, 4]}, max_failures=0)
+    result = run_study(spec, out=tmp_path / "runs", tracking_uri=tmp_store, trainable=faulty)
     assert (result.n_finished, result.n_failed) == (1, 1)
-    trials = pd.read_parquet(result.study_dir / "trials.parquet").set_index("device")
-    assert trials.loc["cpu", "status"] == "TERMINATED" and trials.loc["cuda:7", "status"] == "ERROR"
-    assert "cuda" in trials.loc["cuda:7", "error"].lower() or "CUDA" in trials.loc["cuda:7", "error"]
+    trials = pd.read_parquet(result.study_dir / "trials.parquet").set_index("embedding_dim")
+    assert trials.loc[2, "status"] == "TERMINATED" and trials.loc[4, "status"] == "ERROR"
+    assert "fails on purpose" in trials.loc[4, "error"]
     _, _, children = _mlflow(tmp_store, "faulty")
-    status = {c.data.params["device"]: c.info.status for c in children}
-    assert status == {"cpu": "FINISHED", "cuda:7": "FAILED"}
+    status = {c.data.params["embedding_dim"]: c.info.status for c in children}
+    assert status == {"2": "FINISHED", "4": "FAILED"}
     failed = next(c for c in children if c.info.status == "FAILED")
     assert failed.data.tags["error"]
 

@@ -47,6 +47,7 @@ OK_STATUS = "TERMINATED"
 _SMOOTH_C = 100.0  # weak L2 on standardised features: keeps a separable table from diverging
 _REASONS = ("failed", "unfinished", "diverged", "missing_axis", "missing_metric")
 _UNFINISHED = ("PENDING", "RUNNING", "PAUSED")  # Tune's states of a trial still to come or under way
+_PACK_COLUMNS = ("pack_size", "started_at", "pack_wall_s")  # what a trial's pack shares, not a config key
 
 
 def crossing(means: np.ndarray, t: np.ndarray, threshold: float, *, strict: bool = True
@@ -461,6 +462,9 @@ class PhaseDiagram:
         the axes do not tell apart, naming the columns that do (those constant within each cell); else ''."""
         if "cell" not in used.columns:
             return ""
+        if self.seed_col in used.columns and used[self.seed_col].nunique() > 1 and \
+                int(used.groupby("cell", observed=True)[self.seed_col].nunique().max()) <= 1:
+            return ""  # an older table's cell id is per seed: it cannot tell configs apart
         points = self._keys + [self.y] + ([self.z] if self.z else [])
         n_cells = used.groupby(points, observed=True)["cell"].nunique()
         if int(n_cells.max()) <= 1:
@@ -468,7 +472,8 @@ class PhaseDiagram:
         skip = {*points, "cell", "capacity", "capacity_rank", self.seed_col, "trial_id", "config_id", "status",
                 "error", "node_ip", "node_id", "step", "n_params", self.metric}
         per_cell = used.groupby("cell", observed=True).nunique(dropna=False).max()
-        apart = [c for c in used.columns if c not in skip and per_cell.get(c, 2) <= 1
+        apart = [c for c in used.columns if c not in skip and not c.endswith("_s") and c not in _PACK_COLUMNS
+                 and per_cell.get(c, 2) <= 1 and used[c].nunique() <= 64  # a config axis, not a measurement
                  and used.groupby(points, observed=True)[c].nunique().max() > 1]
         named = ", ".join(f"{c} ({', '.join(map(str, sorted(used[c].dropna().unique().tolist())[:4]))})"
                           for c in apart[:4]) or "no column"

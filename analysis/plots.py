@@ -105,6 +105,7 @@ def plot_phase_diagram(
         return out
 
     image = None
+    beyond_drawn = False  # a theory marker beyond the range is drawn: the legend explains it
     for panel, value in zip(axes, diagram.slice_order_, strict=True):
         cells = _slice_rows(diagram.cells_, diagram, value)
         matrix = cells.pivot_table(index=diagram.y, columns=diagram.x, values="mean", observed=False)
@@ -137,6 +138,7 @@ def plot_phase_diagram(
             panel.plot(xs, predicted, "x--", color="red", linewidth=1.5, markersize=9, zorder=4)
             cens = [c if isinstance(c, str) else (b or None)
                     for c, b in zip(_aligned(mine, diagram, "censored_theory"), beyond, strict=True)]
+            beyond_drawn = beyond_drawn or any(isinstance(c, str) for c in cens)
             for side, y_edge, marker in (("above", n_y - 0.75, "^"), ("below", -0.25, "v")):
                 hit = np.array([c == side for c in cens])
                 panel.plot(xs[hit], np.full(hit.sum(), y_edge), marker, markerfacecolor="none",
@@ -155,7 +157,7 @@ def plot_phase_diagram(
                       label="censored: beyond the range")]
     if theory is not None and len(theory):
         handles.append(Line2D([], [], marker="x", color="red", linestyle="--", markersize=9, label="theory"))
-        if theory["censored_theory"].map(lambda c: isinstance(c, str)).any():
+        if beyond_drawn:
             handles.append(Line2D([], [], marker="^", markerfacecolor="none", markeredgecolor="red", markersize=12,
                                   markeredgewidth=1.5, linestyle="none", label="theory: beyond the range"))
     styles = _reference_styles(references)

@@ -593,6 +593,8 @@ def _answer(summary: dict[str, Any], table: pd.DataFrame, trials: pd.DataFrame, 
     """(params, metrics, tags) of the parent run's answer."""
     d = summary["diagram"]
     params = {k: _value(d[k]) for k in _ANSWER_PARAMS if d.get(k) is not None}
+    # the direction as chosen, not as inferred from the data (which can flip as a running study fills in)
+    params["increasing"] = "inferred" if d.get("increasing_asked") is None else _value(d["increasing_asked"])
     metrics: dict[str, float] = {}
     for row in table.to_dict("records"):
         label = _metric_label(row, keys)
@@ -787,7 +789,8 @@ def analyze(
         "source": str(source.resolve()),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "diagram": {"x": diagram.x, "y": diagram.y, "metric": diagram.metric, "threshold": diagram.threshold,
-                    "slice": diagram.slice, "increasing": diagram.increasing_, "n_boot": diagram.n_boot,
+                    "slice": diagram.slice, "increasing": diagram.increasing_, "increasing_asked": diagram.increasing,
+                    "n_boot": diagram.n_boot,
                     "ci": diagram.ci, "log_y": diagram.log_y_, "y_grid": diagram.y_grid_,
                     "x_order": [str(v) for v in diagram.x_order_]},
         "n_trials": int(len(trials)),

@@ -62,8 +62,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume_command(args: argparse.Namespace) -> str:
     """The command that continues this study: the same spec, folder and (smoke) variant, with --resume."""
-    out = f" --out {args.out}" if str(args.out) != "runs" else ""
-    return f"clphase run {args.spec} --resume{' --smoke' if args.smoke else ''}{out}"
+    import shlex
+
+    words = ["clphase", "run", args.spec, "--resume", *(["--smoke"] if args.smoke else [])]
+    words += ["--out", str(args.out)] if str(args.out) != "runs" else []
+    words += ["--address", args.address] if args.address else []  # a cluster's study goes on on the cluster
+    words += ["--max-cells", str(args.max_cells)] if args.max_cells is not None else []
+    return shlex.join(words)
 
 
 def _analyze(argv: list[str]) -> int:

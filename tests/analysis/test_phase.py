@@ -286,6 +286,10 @@ def test_points_that_average_different_configs_are_named_in_the_notes():
     sliced = PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9, slice="n_invariant",
                           n_boot=20).fit(both)
     assert not [n for n in sliced.notes_ if "do not tell apart" in n]
+    # tables of earlier versions hold a cell id per seed: they cannot tell configs apart, so nothing is said
+    older = one.assign(cell=one["cell"] + "-" + one["seed"].astype(str), eval_loss=np.arange(len(one)) / 7)
+    assert not [n for n in PhaseDiagram(x="capacity", y="embedding_dim", metric="randlabel_acc", threshold=0.9,
+                                        n_boot=20).fit(older).notes_ if "do not tell apart" in n]
 
 
 def test_trials_still_to_come_are_left_out_as_unfinished_not_failed(planted):

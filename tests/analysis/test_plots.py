@@ -122,3 +122,5 @@ def test_a_predicted_boundary_beyond_the_range_is_drawn_censored_there_not_at_th
             for x in line.get_xdata():
                 marked[order[int(x)]] = line.get_marker()
     assert marked == {"mlp-16x1": "^", "mlp-64x2": "v"}
+    labels = [t.get_text() for legend in panel.figure.legends for t in legend.get_texts()]
+    assert "theory: beyond the range" in labels  # the hollow red markers are explained

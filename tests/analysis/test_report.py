@@ -151,7 +151,7 @@ def test_the_parent_run_carries_the_answer(study_dir, tmp_path, tracking_uri):
     assert summary["mlflow"]["logged"], summary["mlflow"]["message"]
     run = MlflowClient(tracking_uri).get_run(parent)
     assert run.data.params == {"x": "capacity", "y": "embedding_dim", "metric": "randlabel_acc", "threshold": "0.9",
-                               "increasing": "True", "n_boot": "50"}
+                               "increasing": "inferred", "n_boot": "50"}  # the direction as chosen
     metrics = run.data.metrics
     rows = {r["capacity"]: r for r in summary["boundary"]}
     assert metrics["y_critical/mlp-16x1"] == pytest.approx(rows["mlp-16x1"]["y_critical"], rel=1e-3)

@@ -215,3 +215,15 @@ def test_search_distributions_are_checked_at_their_ends(patch, needle):
 def test_the_smoke_block_is_checked_with_the_full_spec():
     message = _err({**BASE, "smoke": {"trainable": {"steps": 0}}})
     assert "with its smoke: block" in message and "steps must be" in message
+
+
+def test_the_resume_command_carries_what_the_study_was_run_with():
+    import argparse
+
+    from study.cli import _resume_command
+
+    args = argparse.Namespace(spec="my spec.yaml", smoke=True, out="/data/my runs", address="auto", max_cells=50000)
+    assert _resume_command(args) == ("clphase run 'my spec.yaml' --resume --smoke --out '/data/my runs' "
+                                     "--address auto --max-cells 50000")
+    plain = argparse.Namespace(spec="quickstart", smoke=False, out="runs", address=None, max_cells=None)
+    assert _resume_command(plain) == "clphase run quickstart --resume"

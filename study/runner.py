@@ -687,7 +687,8 @@ def describe(result: StudyResult, metric: str, resume: str = "clphase run SPEC -
     lines = [f"{result.n_finished}/{result.n_trials} trials finished, {result.n_failed} failed"]
     if result.best is not None:
         lines.append(f"best {metric} = {result.best.get(metric):.4g} (trial {result.best.get('trial_id')})")
-    lines.append(f"results:  {result.study_dir}/trials.parquet, history.parquet")
+    tables = [name for name in ("trials.parquet", "history.parquet") if (result.study_dir / name).exists()]
+    lines.append(f"results:  {result.study_dir}/{', '.join(tables) or '(no table: no trial reported)'}")
     lines.append(f"MLflow:   {result.tracking_uri}  (browse with: clphase ui)")
     if result.interrupted:
         lines.append(f"the study did not finish: continue it with  {resume}")

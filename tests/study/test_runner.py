@@ -79,6 +79,13 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(tmp_path, 
     spec = write_spec(tmp_path, name="faulty", grid={"embedding_dim": [2, 4]}, max_failures=0)
     result = run_study(spec, out=tmp_path / "runs", tracking_uri=tmp_store, trainable=faulty)
     assert (result.n_finished, result.n_failed) == (1, 1)
+    from study.runner import describe
+
+    assert f"{result.study_dir}/trials.parquet, history.parquet" in describe(result, "randlabel_acc")
+    none = run_study(write_spec(tmp_path, name="nothing", grid={"embedding_dim": [4]}, max_failures=0),
+                     out=tmp_path / "runs", tracking_uri=tmp_store, trainable=faulty)
+    assert (none.n_finished, none.n_failed) == (0, 1) and not (none.study_dir / "history.parquet").exists()
+    assert f"{none.study_dir}/trials.parquet\n" in describe(none, "randlabel_acc")  # no table it did not write
     trials = pd.read_parquet(result.study_dir / "trials.parquet").set_index("embedding_dim")
     assert trials.loc[2, "status"] == "TERMINATED" and trials.loc[4, "status"] == "ERROR"
     assert "fails on purpose" in trials.loc[4, "error"]

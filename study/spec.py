@@ -326,10 +326,6 @@ def _check_configs(spec: StudySpec) -> None:
         raise SpecError(f"num_samples: {spec.num_samples} would run each grid cell {spec.num_samples} times with the "
                         "same seed, so with the same result (training is seeded); for replicates list more seeds "
                         "(seeds: [0, 1, 2]); num_samples counts the trials of searcher.type optuna")
-    devices = {str(c.get("device", "auto")) for c in spec.cells()}
-    if spec.resources.gpu == 0 and any(d.startswith("cuda") for d in devices):
-        raise SpecError("trainable.device: 'cuda' needs a GPU share per trial (resources.gpu, e.g. 1 or 0.25): Ray "
-                        "hides the GPUs from a trial that asks for none; or leave device: auto")
     if spec.pack_size is not None:
         if spec.searcher.type not in ("grid", "boundary") or spec.scheduler.type != "fifo":
             raise SpecError("pack_size packs grid cells: it needs searcher.type grid (or boundary) and "
@@ -337,6 +333,9 @@ def _check_configs(spec: StudySpec) -> None:
         if isinstance(spec.pack_size, int) and spec.pack_size < 1:
             raise SpecError(f"pack_size must be >= 1 or auto, got {spec.pack_size}")
     cells = spec.cells()
+    if spec.resources.gpu == 0 and any(str(c.get("device", "auto")).startswith("cuda") for c in cells):
+        raise SpecError("trainable.device: 'cuda' needs a GPU share per trial (resources.gpu, e.g. 1 or 0.25): Ray "
+                        "hides the GPUs from a trial that asks for none; or leave device: auto")
     probes = _search_probes(spec)
     for probe in probes:
         _resolve_probe(cells[0], probe)

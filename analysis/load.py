@@ -102,12 +102,16 @@ def _parse_params(column: pd.Series) -> pd.Series:
 
 
 def load_mlflow_trials(
-    experiment: str, *, tracking_uri: str | None = None, parent_run_id: str | None = None
+    experiment: str, *, tracking_uri: str | None = None, parent_run_id: str | None = None,
+    study_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """The same table as ``load_trials``, read from the study's MLflow experiment.
 
     Every child run (tag ``mlflow.parentRunId``) is one trial; with ``parent_run_id`` only the
-    children of that study invocation. A trial logged by several invocations keeps its newest run.
+    children of that study invocation, with ``study_dir`` only those of the study recorded in that
+    folder. A trial logged by several invocations keeps its newest run. An experiment holding studies of
+    one name in several folders (e.g. a full run and a ``--smoke`` run with other ``--out``) is not mixed:
+    without ``study_dir`` or ``parent_run_id`` that is a ValueError naming the folders.
     """
     from mlflow import MlflowClient
 
@@ -124,6 +128,21 @@ def load_mlflow_trials(
         token = page.token
         if not token:
             break
+    folder_of = {r.info.run_id: r.data.tags.get("clphase.study_dir") for r in runs
+                 if r.data.tags.get("clphase.role") == "parent"}  # parent run -> its study folder
+    if study_dir is not None and not parent_run_id:
+        wanted = str(Path(study_dir).expanduser().resolve())
+        runs = [r for r in runs if folder_of.get(r.data.tags.get("mlflow.parentRunId")) == wanted]
+        if not runs:
+            raise ValueError(f"MLflow experiment {experiment!r} holds no study recorded in {wanted}; its studies: "
+                             f"{sorted({f for f in folder_of.values() if f})}")
+    elif not parent_run_id:
+        folders = {folder_of.get(r.data.tags["mlflow.parentRunId"]) for r in runs
+                   if "mlflow.parentRunId" in r.data.tags and r.data.tags.get("clphase.role") != "parent"}
+        folders.discard(None)
+        if len(folders) > 1:
+            raise ValueError(f"MLflow experiment {experiment!r} holds {len(folders)} studies of that name, recorded "
+                             f"in {', '.join(sorted(folders))}: pass study_dir= (or parent_run_id=) to read one")
     rows: dict[str, tuple[int, dict[str, Any]]] = {}
     params: dict[str, dict[str, str]] = {}
     for run in runs:

@@ -79,3 +79,18 @@ def test_mlflow_keeps_the_newest_run_of_a_trial_and_names_missing_experiments(
     assert len(load_mlflow_trials("twice", tracking_uri=tracking_uri, parent_run_id=parent)) == 6
     with pytest.raises(ValueError, match="no MLflow experiment 'absent'.*experiments: .*twice"):
         load_mlflow_trials("absent", tracking_uri=tracking_uri)
+
+
+def test_mlflow_does_not_mix_studies_of_one_name_recorded_in_other_folders(tmp_path, planted, tracking_uri, log_study):
+    # a full run and a smoke run of one spec into other --out folders share the experiment
+    full = planted.head(6).assign(study="shared", steps=600)
+    smoke = planted.head(4).assign(study="shared", steps=100, trial_id=[f"smoke-{i}" for i in range(4)])
+    log_study(tracking_uri, full, "shared", tmp_path / "runs" / "shared", tmp_path / "artifacts")
+    log_study(tracking_uri, smoke, "shared", tmp_path / "smoke" / "shared", tmp_path / "artifacts")
+    with pytest.raises(ValueError, match=r"holds 2 studies of that name.*pass study_dir="):
+        load_mlflow_trials("shared", tracking_uri=tracking_uri)
+    one = load_mlflow_trials("shared", tracking_uri=tracking_uri, study_dir=tmp_path / "smoke" / "shared")
+    assert sorted(one["trial_id"]) == [f"smoke-{i}" for i in range(4)]
+    assert len(load_mlflow_trials("shared", tracking_uri=tracking_uri, study_dir=tmp_path / "runs" / "shared")) == 6
+    with pytest.raises(ValueError, match="holds no study recorded in"):
+        load_mlflow_trials("shared", tracking_uri=tracking_uri, study_dir=tmp_path / "elsewhere")

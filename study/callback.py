@@ -78,9 +78,6 @@ class StudyCallback(Callback):
             if self.records.report(row_id, config, report):
                 step = int(report.get("step", 0))
                 self.mirror.report(row_id, config, self.records.history[(row_id, step)])
-            value = report.get(self.objective)
-            if isinstance(value, (int, float)):
-                self.progress.objective(float(value))
 
     def _finish(self, trial: Trial, status: str, error: str | None) -> None:
         for row_id, config in self._members(trial):
@@ -91,6 +88,9 @@ class StudyCallback(Callback):
             self.mirror.trial_ended(row_id, config, status, error, row.get("node_id"), row.get("node_ip"))
             if status == "TERMINATED":
                 self.progress.done += 1
+                value = row.get(self.objective)  # the best over finished configs' final values, as the study's end
+                if isinstance(value, (int, float)):
+                    self.progress.objective(float(value))
             else:
                 self.progress.failed += 1
         self.records.flush()  # a finished trial is on disk already (records.finished_path); the tables follow

@@ -67,7 +67,7 @@ def test_a_grid_study_lands_once_per_trial_in_parquet_and_mlflow(tmp_path, tmp_s
     assert len(pd.read_parquet(result.study_dir / "trials.parquet")) == 4
 
 
-def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(tmp_path, tmp_store):
+def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(tmp_path, tmp_store, capsys):
     # the study's own trainable, failing for one cell inside its trial: a real runtime failure in a Ray worker
     from trainables.contrastive import contrastive
 
@@ -82,6 +82,9 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(tmp_path, 
     from study.runner import describe
 
     assert f"{result.study_dir}/trials.parquet, history.parquet" in describe(result, "randlabel_acc")
+    progress = [line for line in capsys.readouterr().out.splitlines() if "configs done" in line]
+    # the progress line's best is the best finished config's final value, as the study's end says
+    assert progress[-1].split("best randlabel_acc ")[1].split(" ")[0] == f"{result.best['randlabel_acc']:.4g}"
     none = run_study(write_spec(tmp_path, name="nothing", grid={"embedding_dim": [4]}, max_failures=0),
                      out=tmp_path / "runs", tracking_uri=tmp_store, trainable=faulty)
     assert (none.n_finished, none.n_failed) == (0, 1) and not (none.study_dir / "history.parquet").exists()

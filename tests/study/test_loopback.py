@@ -150,6 +150,8 @@ def test_a_local_study_listens_on_loopback_only(tmp_path, tmp_store, trial_gate)
         left = {pid: cmd for pid, cmd in started.items() if _alive(pid)}
         assert not left, f"Ray processes left running after the study: {left}"
         assert "autoscaler failed" not in describe() and "Traceback" not in describe(), describe()
+        # and without --verbose it says nothing of its machinery's own notices
+        assert "Token authentication is enabled" not in describe() and "database tables" not in describe()
     finally:
         trial_gate.open()
         if driver.poll() is None:

@@ -111,7 +111,8 @@ class StudySpec(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     searcher: Searcher = Field(default_factory=Searcher)
     scheduler: Scheduler = Field(default_factory=Scheduler)
-    num_samples: int = Field(1, ge=1, description="grid: repeats of the grid; optuna: number of trials")
+    num_samples: int = Field(1, ge=1,
+                             description="optuna: number of trials (a grid runs each cell once: seeds replicate)")
     objective: Objective = Field(default_factory=Objective)
     resources: Resources = Field(default_factory=Resources)
     max_concurrent: int | None = Field(None, ge=1)

@@ -68,7 +68,9 @@ _REQUIRED = ("x", "y", "metric", "threshold")
 _NO_SLICE = ("", "none", "None")
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 _ANSWER_PARAMS = ("x", "y", "metric", "threshold", "slice", "increasing", "n_boot")  # the choices behind an answer
-_BOUNDARY_METRICS = ("y_critical", "y_low", "y_high", "z_critical", "z_low", "z_high", "z_theory")
+_BOUNDARY_METRICS = ("y_critical", "y_low", "y_high", "z_critical", "z_low", "z_high", "z_theory", "censored",
+                     "z_censored", "normalised_plateau")
+_AGREEMENT_METRICS = ("theory_agreement", "theory_rows_agree", "theory_rows_predicted", "critical_z_agreement")
 _MAX_DESCRIPTION = 7500  # MLflow keeps tag values up to 8000 characters
 
 
@@ -651,9 +653,9 @@ def _log_answer(run_id: str, summary: dict[str, Any], table: pd.DataFrame, trial
         return (f"not logged: parent run {run_id} holds the answer of another analysis ({was}); this report "
                 f"is on disk only. Analyse with the spec's choices to update MLflow, or pass --no-mlflow")
     now = int(time.time() * 1000)
-    # a boundary an earlier answer had and this one has not (its row censored now) is set to NaN, not left standing
-    stale = {k: math.nan for k in client.get_run(run_id).data.metrics
-             if k.split("/", 1)[0] in _BOUNDARY_METRICS and "/" in k and k not in metrics}
+    # what an earlier answer had and this one has not (a row censored now, no prediction now) is set to NaN
+    stale = {k: math.nan for k in client.get_run(run_id).data.metrics if k not in metrics and (
+        k in _AGREEMENT_METRICS or ("/" in k and k.split("/", 1)[0] in _BOUNDARY_METRICS))}
     batch = [Metric(k, v, now, 0) for k, v in {**metrics, **stale}.items()]
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items() if k not in held],
                      metrics=batch[:900], tags=[RunTag(k, v) for k, v in tags.items()])

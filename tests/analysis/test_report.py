@@ -198,6 +198,12 @@ def test_a_boundary_the_new_answer_lacks_is_cleared_on_the_parent(study_dir, tmp
     assert metrics["censored/mlp-16x1"] == -1
     assert all(math.isnan(metrics[f"{c}/mlp-16x1"]) for c in ("y_critical", "y_low", "y_high"))
     assert "y_critical/linear" not in metrics  # what no answer ever had is not written
+    assert math.isfinite(metrics["theory_agreement"])
+    trials.drop(columns=["n_invariant"]).to_parquet(study_dir / "trials.parquet")  # the theory predicts nothing now
+    summary = analyze(study_dir, tracking_uri=tracking_uri, n_boot=50)
+    assert summary["mlflow"]["logged"] and not summary["theory"]["agreement"]["n_predicted"]
+    metrics = MlflowClient(tracking_uri).get_run(parent).data.metrics
+    assert math.isnan(metrics["theory_agreement"]) and math.isnan(metrics["theory_rows_agree"])
 
 
 

@@ -5,8 +5,8 @@ A row agrees when the theory's value lies inside the row's bootstrap interval, o
 boundary beyond the same end of the sampled range (a predicted value outside the range counts as
 censored on that side). A censored row bounds its boundary by its own end of the range (``y_bound``:
 past the threshold already at y_bound means a boundary <= y_bound; not past it at y_bound, > y_bound),
-and a predicted value on that side of it agrees. A row without an interval (one seed) or without a usable trial does not
-agree; a row the theory says nothing about has ``agree`` None.
+and a predicted value on that side of it agrees. A row without an interval (one seed) or without a
+usable trial does not agree; a row the theory says nothing about has ``agree`` None.
 
 The interval of a boundary along y is half-open, ``(y_low, y_high]``: ``y_low`` is a grid point where
 the metric has not yet crossed the threshold in the bootstrap replicates and ``y_high`` one where it

@@ -97,12 +97,16 @@ def plot_phase_diagram(
         vmin, vmax = min(vmin, float(references["value"].min())), max(vmax, float(references["value"].max()))
     colormap = colormaps[cmap].with_extremes(bad="0.85")  # missing cells in grey
 
-    def pos(values: np.ndarray) -> np.ndarray:
+    def coord(values: np.ndarray) -> np.ndarray:  # y values on the interpolation axis, NaN where there is none
         v = np.asarray(values, dtype=float)
         out = np.full(v.shape, np.nan)
         ok = np.isfinite(v) & ((v > 0) | (not diagram.log_y_))
-        out[ok] = np.interp(diagram.y_coord(v[ok]), t_grid, np.arange(n_y))
+        out[ok] = diagram.y_coord(v[ok])
         return out
+
+    def pos(values: np.ndarray) -> np.ndarray:  # y values as rows of the image (clamped to its end cells)
+        t = coord(values)
+        return np.where(np.isnan(t), np.nan, np.interp(np.nan_to_num(t), t_grid, np.arange(n_y)))
 
     image = None
     beyond_drawn = False  # a theory marker beyond the range is drawn: the legend explains it
@@ -128,12 +132,9 @@ def plot_phase_diagram(
                        markersize=10, linestyle="none", zorder=3)
         if theory is not None and len(theory):
             mine = _slice_rows(theory, diagram, value)
-            values = np.asarray(_aligned(mine, diagram, "y_theory"), dtype=float)
-            coord = np.full(values.shape, np.nan)
-            ok = np.isfinite(values) & ((values > 0) | (not diagram.log_y_))
-            coord[ok] = diagram.y_coord(values[ok])
-            # a predicted value beyond the sampled range is drawn as censored there, not at the end cell
-            beyond = np.where(coord > t_grid[-1], "above", np.where(coord < t_grid[0], "below", ""))
+            values = _aligned(mine, diagram, "y_theory")
+            t = coord(values)  # a predicted value beyond the sampled range is drawn censored there, not at its end cell
+            beyond = np.where(t > t_grid[-1], "above", np.where(t < t_grid[0], "below", ""))
             predicted = np.where(beyond == "", pos(values), np.nan)
             panel.plot(xs, predicted, "x--", color="red", linewidth=1.5, markersize=9, zorder=4)
             cens = [c if isinstance(c, str) else (b or None)

@@ -141,32 +141,32 @@ def run_bench(*, steps: int = 400, seeds: int = 4, widths: tuple[int, ...] = (32
 
         pack_size = resolve_pack_size(packed)
     figures["pack_size"] = pack_size
-    tracking_uri: str | None = None
-    runs = {
-        "a": ("plain loop", lambda folder: (plain_loop(configs), {})),
-        "b": ("clphase, one config per trial", lambda folder: through_clphase(base, folder, address, tracking_uri)),
-        "c": (f"clphase, packs of {pack_size}", lambda folder: through_clphase(
-            bench_spec(steps, seeds, list(widths), list(dims), asked, share), folder, address, tracking_uri)),
-    }
-    store = tempfile.TemporaryDirectory()
-    if set(ways) & set("bc"):  # (b) and (c) record into one store, created untimed, as a project's studies do
-        tracking_uri = f"sqlite:///{Path(store.name) / 'mlflow.db'}"
-        _create_store(tracking_uri)
-    for way in ways:
-        name, fn = runs[way]
-        sampler = _gpu_sampler() if on_gpu else None
-        with tempfile.TemporaryDirectory() as folder:
-            wall, where = fn(Path(folder))
-        entry: dict[str, Any] = {"name": name, "wall_s": round(wall, 2),
-                                 "trials_per_min": round(len(configs) / wall * 60, 1), **where}
-        gpu_stats = _gpu_stats(sampler)
-        if gpu_stats:
-            entry.update({k: round(v, 1) for k, v in gpu_stats.items()})
-        figures["ways"][way] = entry
-        print(f"[clphase bench] ({way}) {name}: {entry['wall_s']} s, {entry['trials_per_min']} configs/min", flush=True)
-        if where:
-            print(f"[clphase bench]     where: {_where(entry)}", flush=True)
-    store.cleanup()
+    with tempfile.TemporaryDirectory() as store:  # (b) and (c)'s MLflow store
+        tracking_uri = None
+        if set(ways) & set("bc"):  # (b) and (c) record into one store, created untimed, as a project's studies do
+            tracking_uri = f"sqlite:///{Path(store) / 'mlflow.db'}"
+            _create_store(tracking_uri)
+        runs = {
+            "a": ("plain loop", lambda folder: (plain_loop(configs), {})),
+            "b": ("clphase, one config per trial", lambda folder: through_clphase(base, folder, address, tracking_uri)),
+            "c": (f"clphase, packs of {pack_size}", lambda folder: through_clphase(
+                bench_spec(steps, seeds, list(widths), list(dims), asked, share), folder, address, tracking_uri)),
+        }
+        for way in ways:
+            name, fn = runs[way]
+            sampler = _gpu_sampler() if on_gpu else None
+            with tempfile.TemporaryDirectory() as folder:
+                wall, where = fn(Path(folder))
+            entry: dict[str, Any] = {"name": name, "wall_s": round(wall, 2),
+                                     "trials_per_min": round(len(configs) / wall * 60, 1), **where}
+            gpu_stats = _gpu_stats(sampler)
+            if gpu_stats:
+                entry.update({k: round(v, 1) for k, v in gpu_stats.items()})
+            figures["ways"][way] = entry
+            print(f"[clphase bench] ({way}) {name}: {entry['wall_s']} s, {entry['trials_per_min']} configs/min",
+                  flush=True)
+            if where:
+                print(f"[clphase bench]     where: {_where(entry)}", flush=True)
     if "a" in figures["ways"]:
         floor = figures["ways"]["a"]["wall_s"]
         for entry in figures["ways"].values():

@@ -306,9 +306,9 @@ def run_study(
     and a resumed study writes to the store it was recorded in. If this invocation fails after opening
     the parent run, the parent gets back the status it had (a new one: FAILED, or KILLED on Ctrl-C)."""
     clock = {"start": time.perf_counter()}  # when each phase ended, for run_summary.json's timings_s
-    if not verbose:  # notices of a study's own machinery, not of the study: Ray's default token authentication
-        for name in _NOTICES:  # of a local Ray, MLflow creating or migrating a new store's tables
-            logging.getLogger(name).setLevel(logging.WARNING if name.startswith("mlflow") else logging.ERROR)
+    if not verbose:  # notices of a study's own machinery, not of the study
+        for name, level in _NOTICES.items():
+            logging.getLogger(name).setLevel(level)
     path = find_spec(str(spec_path))
     spec = spec if spec is not None else load_spec(path, smoke=smoke)
     address = ray_address(address)
@@ -393,7 +393,8 @@ def run_study(
 
 
 _ENDED = ("FINISHED", "FAILED", "KILLED")
-_NOTICES = ("ray._private.authentication.authentication_token_setup", "mlflow.store.db.utils")
+_NOTICES = {"ray._private.authentication.authentication_token_setup": logging.ERROR,  # a local Ray's default token
+            "mlflow.store.db.utils": logging.WARNING}  # MLflow creating or migrating a new store's tables
 
 
 def _run_status(mirror: Any, run_id: str | None) -> str | None:

@@ -28,9 +28,7 @@ def _join_local_ray(address: str | None) -> None:
     the mode once, at import)."""
     from study import local_ray
 
-    address = address or os.environ.get("RAY_ADDRESS")  # as study.runner.ray_address
-    head = local_ray.running() if address and local_ray.is_loopback(address) else None
-    if head and head["address"] == address and "RAY_AUTH_MODE" not in os.environ:
+    if local_ray.joined_head(address or os.environ.get("RAY_ADDRESS")) and "RAY_AUTH_MODE" not in os.environ:
         os.environ.update(local_ray.auth_environment())
 
 

@@ -25,6 +25,15 @@ def is_loopback(address: str) -> bool:
     return address.split("//")[-1].startswith(_LOOPBACK)
 
 
+def joined_head(address: str | None) -> dict | None:
+    """The running head (see ``running``) a study joins with ``address``: the head's own address, or ``auto``,
+    which means this head while it runs (Ray's own ``auto`` would take whichever local Ray it finds first)."""
+    if not address or not (address == "auto" or is_loopback(address)):
+        return None
+    head = running()
+    return head if head and address in ("auto", head["address"]) else None
+
+
 def _processes_in(folder: Path) -> list[int]:
     """Pids of the processes whose command line names ``folder`` (Linux /proc)."""
     pids = []

@@ -142,10 +142,14 @@ def _name_keys(spec: StudySpec) -> list[str]:
 def ray_address(address: str | None) -> str | None:
     """The Ray a study joins: ``address``, else ``RAY_ADDRESS`` (set by the user, or by ``ray job submit`` for its
     entrypoint), else None: a new local Ray of the study's own, never the one the last ``ray start`` on this
-    machine recorded. A ``host:port`` where nothing accepts a connection is refused at once (Ray would retry it
-    for minutes)."""
+    machine recorded. ``auto`` is ``clphase ray up``'s head while it runs, else the Ray Ray's ``auto`` finds. A
+    ``host:port`` where nothing accepts a connection is refused at once (Ray would retry it for minutes)."""
     given = address or os.environ.get("RAY_ADDRESS") or None
     named = "--address" if address else "RAY_ADDRESS"
+    from study import local_ray
+
+    if given == "auto" and (head := local_ray.joined_head(given)):  # `clphase ray up`'s head, while it runs
+        given = head["address"]
     if given == "auto":  # the Ray the last `ray start` on this machine recorded: found and checked here, not by
         from ray._private.services import get_ray_address_from_environment  # ray.init's minutes of retries
 

@@ -34,11 +34,11 @@ def test_studies_join_one_loopback_ray_and_down_ends_it(tmp_path):
     try:
         raylets = [p for p in local_ray._processes_in(temp) if b"raylet" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(raylets) == 1
-        for name in ("first", "second"):
+        for name, given in (("first", address), ("second", "auto")):  # auto: the head, with its token
             spec = write_spec(tmp_path, name=name)
-            run = _clphase("run", str(spec), "--out", str(tmp_path / "runs"), "--address", address,
+            run = _clphase("run", str(spec), "--out", str(tmp_path / "runs"), "--address", given,
                            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", env=env, cwd=tmp_path)
-            assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+            assert run.returncode == 0 and "InvalidAuthToken" not in run.stderr, (run.stdout + run.stderr)[-3000:]
             trials = pd.read_parquet(tmp_path / "runs" / name / "trials.parquet")
             assert set(trials["status"]) == {"TERMINATED"} and len(trials) == 2
             # the trials ran on the head's one node: the driver started no Ray of its own

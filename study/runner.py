@@ -338,6 +338,7 @@ def run_study(
         if resume and not state:
             print(f"[clphase] nothing to resume in {study_dir}; starting the study", flush=True)
         records = StudyRecords(study_dir, spec.name)  # before MLflow: unreadable records change no run
+        ended = bool(state) and not _outcome(spec, study_dir, records)[4]  # a resume with nothing left to run
         mirror = MlflowMirror(uri, spec.name, study_dir, _name_keys(spec))
         parent = (state or {}).get("parent_run_id")
 
@@ -352,8 +353,9 @@ def run_study(
             opening = pool.submit(open_store)
             pool.shutdown(wait=False)  # its one thread ends with the task
             clock["checked"] = time.perf_counter()
-            saved_environment = _tune_environment(verbose)
-            started_ray = init_ray(address, verbose)
+            if not ended:
+                saved_environment = _tune_environment(verbose)
+                started_ray = init_ray(address, verbose)
             clock["ray"] = time.perf_counter()
         clock.setdefault("checked", time.perf_counter())
         try:
@@ -362,8 +364,9 @@ def run_study(
             raise StudyError(f"{err}. Start the server, or choose another store with --tracking-uri.") from None
         clock["store"] = time.perf_counter()
         if opening is None:
-            saved_environment = _tune_environment(verbose)
-            started_ray = init_ray(address, verbose)
+            if not ended:
+                saved_environment = _tune_environment(verbose)
+                started_ray = init_ray(address, verbose)
             clock["ray"] = time.perf_counter()
         if not state:
             shutil.copyfile(path, study_dir / "spec.yaml")
@@ -374,6 +377,10 @@ def run_study(
             from study.callback import config_of
 
             mirror.sync(records, config_of)  # whatever the last invocation could not write
+        if ended:
+            print("[clphase] every trial of the study has ended: nothing to run, Ray is not started", flush=True)
+            return _conclude(spec, spec_path, study_dir, records, mirror, parent_id, clock, None, time.time(),
+                             ran=False)
         return _sweep(spec, spec_path, study_dir, records, mirror, parent_id, resume=resume, address=address,
                       verbose=verbose, trainable=trainable, clock=clock)
     except BaseException as err:
@@ -575,7 +582,7 @@ def _sweep(
 ) -> StudyResult:
     """The sweep itself, once ``run_study`` holds the study folder and its parent run; ``clock``: when each
     phase so far ended (``time.perf_counter``), to which the sweep adds its own."""
-    from study.callback import StudyCallback, config_of
+    from study.callback import StudyCallback
     from study.progress import ProgressLine
 
     # Tune's result-file loggers are off (see _tune_environment), so its end-of-run summary cannot read them.
@@ -635,19 +642,32 @@ def _sweep(
         progress.close()
     finally:
         records.flush(force=True)
+    return _conclude(spec, spec_path, study_dir, records, mirror, parent_id, clock, callback.first_start, start)
 
+
+def _outcome(spec: StudySpec, study_dir: Path, records: Any) -> tuple[Any, int, int, int, bool]:
+    """The recorded trials (a frame), how many finished and failed, how many the study plans, and whether
+    some are still to run (a boundary search: until its searcher stopped and every config it proposed ended)."""
     frame = records.trials_frame()
     finished = int((frame["status"] == "TERMINATED").sum()) if len(frame) else 0
     failed = int((frame["status"] == "ERROR").sum()) if len(frame) else 0
     planned = spec.n_trials()
-    if spec.searcher.type == "boundary":  # done when the searcher stopped and every config it proposed ended
+    if spec.searcher.type == "boundary":
         from study.boundary import SUMMARY_FILE
 
         search = json.loads((study_dir / SUMMARY_FILE).read_text()) if (study_dir / SUMMARY_FILE).exists() else {}
         planned = int(search.get("configs") or planned)
-        interrupted = not search.get("stop") or finished + failed < planned
-    else:
-        interrupted = finished + failed < planned
+        return frame, finished, failed, planned, not search.get("stop") or finished + failed < planned
+    return frame, finished, failed, planned, finished + failed < planned
+
+
+def _conclude(spec: StudySpec, spec_path: str | Path, study_dir: Path, records: Any, mirror: Any, parent_id: str,
+              clock: dict[str, float], first_start: float | None, start: float, ran: bool = True) -> StudyResult:
+    """After the trials: MLflow caught up, the baselines, the parent run's status and run_summary.json (which
+    a resume that ran nothing (``ran`` False) leaves as the invocation that ran the trials wrote it)."""
+    from study.callback import config_of
+
+    frame, finished, failed, planned, interrupted = _outcome(spec, study_dir, records)
     if mirror.dirty and not mirror.sync(records, config_of):
         print(f"[clphase] MLflow ({mirror.tracking_uri}) is still unreachable: every result is in "
               f"{study_dir}/*.parquet; once the store is back, `clphase run {spec_path} --resume` writes the "
@@ -665,10 +685,13 @@ def _sweep(
         if len(ok):
             idx = ok[metric].idxmax() if spec.objective.mode == "max" else ok[metric].idxmin()
             best = ok.loc[idx].to_dict()
-    summary = {"trials": planned, "finished": finished, "failed": failed,
-               "wall_s": round(time.time() - start, 2), "interrupted": interrupted,
-               "timings_s": _timings(clock, callback.first_start), "slots": trial_slots(spec)}
-    (study_dir / "run_summary.json").write_text(json.dumps(summary, indent=2))
+    if ran or not (study_dir / "run_summary.json").exists():
+        for phase in ("setup", "tune"):  # a resume that ran nothing has no such phase
+            clock.setdefault(phase, clock["ray"])
+        summary = {"trials": planned, "finished": finished, "failed": failed,
+                   "wall_s": round(time.time() - start, 2), "interrupted": interrupted,
+                   "timings_s": _timings(clock, first_start), "slots": trial_slots(spec)}
+        (study_dir / "run_summary.json").write_text(json.dumps(summary, indent=2))
     return StudyResult(study_dir, planned, finished, failed, best, parent_id, mirror.tracking_uri, interrupted)
 
 

@@ -95,7 +95,7 @@ def _parent_runs(store: str, name: str) -> list:
 
 
 @pytest.mark.slow
-def test_one_writer_at_a_time_and_a_failed_resume_changes_no_finished_run(tmp_path, tmp_store, trial_gate):
+def test_one_writer_at_a_time_and_a_failed_resume_changes_no_finished_run(tmp_path, tmp_store, trial_gate, monkeypatch):
     spec = write_spec(tmp_path, name="busy")
     out = tmp_path / "runs"
     argv = [sys.executable, "-m", "study.cli", "run", str(spec), "--out", str(out), "--tracking-uri", tmp_store]
@@ -123,8 +123,14 @@ def test_one_writer_at_a_time_and_a_failed_resume_changes_no_finished_run(tmp_pa
     statuses = {r.info.run_id: r.info.status for r in runs}
 
     # A resume that fails after it reopened the parent run gives the parent back its status.
-    with pytest.raises(ValueError, match="with_resources"):
-        run_study(spec, out=out, tracking_uri=tmp_store, resume=True, trainable=42)
+    import study.baselines
+
+    def fail(*args):
+        raise RuntimeError("the baselines could not be measured")
+
+    monkeypatch.setattr(study.baselines, "ensure_baselines", fail)  # after the parent reopened (no trial is left)
+    with pytest.raises(RuntimeError, match="baselines could not"):
+        run_study(spec, out=out, tracking_uri=tmp_store, resume=True)
     _, runs = _parent_runs(tmp_store, "busy")
     assert {r.info.run_id: r.info.status for r in runs} == statuses
     assert not (study_dir / ".lock").exists()

@@ -29,7 +29,7 @@ def _finished(study_dir) -> int:
 
 
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
-def test_an_interrupted_study_resumes_without_loss_or_duplicates(tmp_path, tmp_store, how, trial_gate):
+def test_an_interrupted_study_resumes_without_loss_or_duplicates(tmp_path, tmp_store, how, trial_gate, monkeypatch):
     grid = {"capacity": [{"encoder": "linear"}, {"encoder": "mlp", "width": 16, "depth": 1}],
             "embedding_dim": [2, 4, 8]}
     spec = write_spec(tmp_path, name="killme", grid=grid, trainable={**TINY, "steps": 160, "eval_every": 40})
@@ -95,6 +95,18 @@ def test_an_interrupted_study_resumes_without_loss_or_duplicates(tmp_path, tmp_s
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert [m.step for m in client.get_metric_history(child.info.run_id, "randlabel_acc")] == STEPS
+
+    # Resuming the ended study runs nothing: Ray is not asked for, and the records and the parent stay as they are.
+    import study.runner as runner
+
+    asked, real = [], runner.init_ray
+    monkeypatch.setattr(runner, "init_ray", lambda *args: asked.append(args) or real(*args))
+    summary = (study_dir / "run_summary.json").read_text()
+    again = run_study(spec, out=out, tracking_uri=tmp_store, resume=True)
+    assert asked == [] and (again.n_finished, again.interrupted, again.parent_run_id) == (6, False, result.parent_run_id)
+    pd.testing.assert_frame_equal(pd.read_parquet(study_dir / "trials.parquet"), trials)
+    assert (study_dir / "run_summary.json").read_text() == summary
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
 
 
 def _alive_group(pgid: int) -> bool:

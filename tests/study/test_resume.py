@@ -103,7 +103,8 @@ def test_an_interrupted_study_resumes_without_loss_or_duplicates(tmp_path, tmp_s
     monkeypatch.setattr(runner, "init_ray", lambda *args: asked.append(args) or real(*args))
     summary = (study_dir / "run_summary.json").read_text()
     again = run_study(spec, out=out, tracking_uri=tmp_store, resume=True)
-    assert asked == [] and (again.n_finished, again.interrupted, again.parent_run_id) == (6, False, result.parent_run_id)
+    assert asked == []
+    assert (again.n_finished, again.interrupted, again.parent_run_id) == (6, False, result.parent_run_id)
     pd.testing.assert_frame_equal(pd.read_parquet(study_dir / "trials.parquet"), trials)
     assert (study_dir / "run_summary.json").read_text() == summary
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"

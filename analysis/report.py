@@ -127,10 +127,11 @@ def _store_exists(uri: str) -> bool:
 
 def find_parent_run(study: str, study_dir: str | Path, tracking_uri: str | None = None) -> tuple[str | None, str]:
     """``(run_id, message)`` of the study's MLflow parent run (None and why when there is none)."""
-    import mlflow
     from mlflow import MlflowClient
 
-    uri = tracking_uri or mlflow.get_tracking_uri()
+    from study.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
     if not _store_exists(uri):
         return None, f"no MLflow store at {uri}; artifacts not logged"
     if uri.startswith("http"):
@@ -779,9 +780,9 @@ def analyze(
 
     run_id, message = (None, "MLflow logging turned off")
     if log_to_mlflow:
-        import mlflow
+        from study.tracking import resolve_tracking_uri
 
-        tracking_uri = tracking_uri or _study_tracking_uri(study_dir) or mlflow.get_tracking_uri()
+        tracking_uri = resolve_tracking_uri(tracking_uri or _study_tracking_uri(study_dir))
         try:
             run_id, message = find_parent_run(study, study_dir, tracking_uri)
         except Exception as err:  # any failure: the report stands without MLflow

@@ -12,8 +12,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ray import tune
-
 
 def log2_range(low: int, high: int) -> list[int]:
     """Powers of two from ``low`` to ``high`` inclusive: ``log2_range(2, 16) == [2, 4, 8, 16]``."""
@@ -45,19 +43,13 @@ def grid(axes: dict[str, Sequence[Any]]) -> dict[str, Any]:
     for key, values in axes.items():
         if len(values) == 0:
             raise ValueError(f"grid axis {key!r} is empty")
+    from ray import tune
+
     return {key: tune.grid_search(list(values)) for key, values in axes.items()}
 
 
-# name -> (Tune constructor, number of arguments); arguments as the YAML lists them.
-DISTRIBUTIONS: dict[str, Any] = {
-    "uniform": tune.uniform,
-    "loguniform": tune.loguniform,
-    "quniform": tune.quniform,
-    "randint": tune.randint,
-    "lograndint": tune.lograndint,
-    "qrandint": tune.qrandint,
-    "choice": tune.choice,
-}
+# Tune's constructors by name (``tune.<name>``, imported when one is built: Ray Tune takes ~1 s to import).
+DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "randint", "lograndint", "qrandint", "choice")
 
 
 def distribution(name: str, args: Sequence[Any]) -> Any:
@@ -65,6 +57,8 @@ def distribution(name: str, args: Sequence[Any]) -> Any:
 
     ``choice`` takes the list of categories; the others take their bounds (and ``q``).
     """
+    from ray import tune
+
     if name not in DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
     if name == "choice":
@@ -83,4 +77,4 @@ def distribution(name: str, args: Sequence[Any]) -> Any:
         raise ValueError(f"a log-scale range needs low > 0, got {low}")
     if q and args[2] <= 0:
         raise ValueError(f"q (the step) must be > 0, got {args[2]}")
-    return DISTRIBUTIONS[name](*args)
+    return getattr(tune, name)(*args)

@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from search_spaces import capacity, distribution, log2_range
 from study.baselines import check_threshold
-from study.boundary import check_spec as check_boundary_search
 from trainables.config import TRAINING, ConfigError, effective, flatten, keys_of, param
 from trainables.scenarios import SCENARIOS
 
@@ -322,7 +321,10 @@ def _check_configs(spec: StudySpec) -> None:
         raise SpecError("search: distributions need searcher.type: optuna (the grid searcher takes grid: axes)")
     if spec.searcher.type == "optuna" and not spec.search:
         raise SpecError("searcher.type optuna needs a search: block of distributions")
-    check_boundary_search(spec)
+    if spec.searcher.type == "boundary":  # its module imports Ray Tune (~1 s): only for its specs
+        from study.boundary import check_spec as check_boundary_search
+
+        check_boundary_search(spec)
     if spec.searcher.type == "grid" and spec.num_samples > 1:
         raise SpecError(f"num_samples: {spec.num_samples} would run each grid cell {spec.num_samples} times with the "
                         "same seed, so with the same result (training is seeded); for replicates list more seeds "

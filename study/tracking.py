@@ -16,16 +16,16 @@ import logging
 import numbers
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+if TYPE_CHECKING:  # MLflow is imported where a store is written (1 to 2 s): a sqlite store opens while Ray starts
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
 
-if TYPE_CHECKING:
     from study.records import StudyRecords
 
 # A server that does not answer should fail fast, not after minutes of retries.
@@ -94,6 +94,8 @@ def run_name(config: Mapping[str, Any], keys: list[str]) -> str:
 
 def child_params(config: Mapping[str, Any]) -> list[Param]:
     """The config as MLflow params (numbers as Python writes them: ``8``, ``0.1``), plus ``capacity``."""
+    from mlflow.entities import Param
+
     from analysis.load import capacity_of
 
     params = {k: str(v) for k, v in config.items()}
@@ -111,13 +113,22 @@ def artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
 class TrackingUnavailable(RuntimeError):
     """The tracking store cannot be reached when a study starts."""
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default (``sqlite:///mlflow.db``)."""
-    return tracking_uri or mlflow.get_tracking_uri()
+    """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the store this process set with
+    ``mlflow.set_tracking_uri``, else MLflow's default ``sqlite:///mlflow.db`` (in the working folder; never
+    the legacy ``./mlruns`` file store MLflow keeps for a folder that holds one). Needs no MLflow import."""
+    if tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        return tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
+    if "mlflow" in sys.modules and sys.modules["mlflow"].is_tracking_uri_set():
+        return sys.modules["mlflow"].get_tracking_uri()
+    return DEFAULT_TRACKING_URI
 
 
 class MlflowMirror:
@@ -150,6 +161,8 @@ class MlflowMirror:
                 for key, value in _HTTP_DEFAULTS.items():
                     os.environ.setdefault(key, value)
                 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # we report outages once
+            from mlflow import MlflowClient
+
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
@@ -257,6 +270,8 @@ class MlflowMirror:
 
     def _node_tags(self, trial_id: str, node_id: Any, node_ip: Any) -> list[RunTag]:
         """The node tags to write: none while MLflow holds these (a trial moved to another node is re-tagged)."""
+        from mlflow.entities import RunTag
+
         node = tuple(v if isinstance(v, str) and v else None for v in (node_id, node_ip))
         if not any(node) or self.tagged.get(trial_id) == node:
             return []
@@ -285,6 +300,8 @@ class MlflowMirror:
             self.tagged[trial_id] = (node.get("node_id"), node.get("node_ip"))
 
     def _log(self, trial_id: str, config: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> None:
+        from mlflow.entities import Metric
+
         run_id = self._child(trial_id, config)
         now = int(time.time() * 1000)
         # ``step`` is MLflow's step, not a metric; counts (n_params, diverged, pack_size) go as integers
@@ -309,6 +326,8 @@ class MlflowMirror:
         run_id = self._child(trial_id, config)
         tags = self._node_tags(trial_id, node_id, node_ip)
         if error:
+            from mlflow.entities import RunTag
+
             tags.append(RunTag("error", error[:5000]))
         if tags or trial_id in self.pending_params:
             self._batch(run_id, trial_id, config, [], tags)

@@ -12,6 +12,7 @@ of truth: when the tracking store cannot be reached mid-study, the mirror keeps 
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import numbers
 import os
@@ -144,15 +145,41 @@ class MlflowMirror:
         # what a child still lacks, written with its next batch (one store call per report, not three)
         self.pending_params: dict[str, list[Param] | None] = {}  # None: all of the config's, computed when written
         self.tagged: dict[str, tuple[Any, Any]] = {}  # trial_id -> the (node_id, node_ip) MLflow holds
-        self.dirty = False  # something failed to reach the store and awaits sync
+        self._dirty = False  # something failed to reach the store and awaits sync
         self.outage = False  # the store is down (said once, until it answers again)
         self._last_retry = 0.0
         self._client: MlflowClient | None = None
+        # A trial's start, reports and end are written on one thread of their own, in order: the Tune loop,
+        # which calls them, goes on to its next trial at once (each costs the store 10 to 30 ms).
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._last: concurrent.futures.Future | None = None
 
-    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks: leave the client behind
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks: no client, thread or pending write
+        self.drain()
         state = dict(self.__dict__)
-        state["_client"] = None
+        state.update(_client=None, _writer=None, _last=None)
         return state
+
+    @property
+    def dirty(self) -> bool:
+        """Whether something failed to reach the store and awaits ``sync`` (once the queued writes are done)."""
+        self.drain()
+        return self._dirty
+
+    def _queue(self, action: Any) -> None:
+        if self._writer is None:
+            import mlflow.entities  # noqa: F401 (what the writes import, imported here: not beside the Tune loop's)
+
+            import analysis.load  # noqa: F401
+            import study.records  # noqa: F401
+
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="clphase-mlflow")
+        self._last = self._writer.submit(action)
+
+    def drain(self) -> None:
+        """Wait until every queued write is done."""
+        if self._last is not None:
+            self._last.result()
 
     @property
     def client(self) -> MlflowClient:
@@ -219,6 +246,10 @@ class MlflowMirror:
                 self.logged_step[trial_id] = max((int(m.step) for m in history), default=-1)
 
     def close(self, status: str) -> None:
+        self.drain()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
         if status == "KILLED":  # trials cut short end with their study, not RUNNING for ever (a resume goes on)
             self._guard(self._end_running_children)
         self._guard(lambda: self.client.set_terminated(self.parent_id, status))
@@ -234,6 +265,7 @@ class MlflowMirror:
             self.client.set_terminated(run.info.run_id, "KILLED")
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
+        self.drain()
         for path in paths:
             self._guard(lambda p=path: self.client.log_artifact(self.parent_id, str(p), artifact_path))
 
@@ -247,7 +279,7 @@ class MlflowMirror:
             if not self.outage:
                 print(f"\n[clphase] MLflow store unreachable ({type(err).__name__}); results go on to "
                       f"Parquet and are written to MLflow when it answers again.", flush=True)
-            self.dirty = self.outage = True
+            self._dirty = self.outage = True
             return False
 
     def _child(self, trial_id: str, config: Mapping[str, Any]) -> str:
@@ -266,7 +298,8 @@ class MlflowMirror:
         return self.children[trial_id]
 
     def trial_started(self, trial_id: str, config: Mapping[str, Any]) -> None:
-        self._guard(lambda: self._child(trial_id, config))
+        config = dict(config)
+        self._queue(lambda: self._guard(lambda: self._child(trial_id, config)))
 
     def _node_tags(self, trial_id: str, node_id: Any, node_ip: Any) -> list[RunTag]:
         """The node tags to write: none while MLflow holds these (a trial moved to another node is re-tagged)."""
@@ -318,8 +351,8 @@ class MlflowMirror:
             self.logged_step[trial_id] = max(self.logged_step[trial_id], max(int(r["step"]) for r in rows))
 
     def report(self, trial_id: str, config: Mapping[str, Any], row: Mapping[str, Any]) -> None:
-        if not self.dirty:
-            self._guard(lambda: self._log(trial_id, config, [row]))
+        config, row = dict(config), dict(row)
+        self._queue(lambda: self._dirty or self._guard(lambda: self._log(trial_id, config, [row])))
 
     def _end(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None,
              node_id: str | None = None, node_ip: str | None = None) -> None:
@@ -336,8 +369,9 @@ class MlflowMirror:
 
     def trial_ended(self, trial_id: str, config: Mapping[str, Any], status: str, error: str | None,
                     node_id: str | None = None, node_ip: str | None = None) -> None:
-        if not self.dirty:
-            self._guard(lambda: self._end(trial_id, config, status, error, node_id, node_ip))
+        config = dict(config)
+        self._queue(lambda: self._dirty or self._guard(lambda: self._end(trial_id, config, status, error, node_id,
+                                                                          node_ip)))
 
     # --- catching up ----------------------------------------------------------------------------
     def sync(self, records: StudyRecords, config_of: Any) -> bool:
@@ -354,14 +388,15 @@ class MlflowMirror:
                             for k in ("error", "node_id", "node_ip")}
                     self._end(trial_id, config, row["status"], text["error"], text["node_id"], text["node_ip"])
 
-        self.dirty = False
+        self.drain()
+        self._dirty = False
         if self._guard(catch_up):
             self.outage = False
             return True
         return False
 
     def retry_if_due(self, records: StudyRecords, config_of: Any, every_s: float = 20.0) -> None:
-        if self.dirty and time.time() - self._last_retry > every_s:
+        if self._dirty and time.time() - self._last_retry > every_s:  # a write still queued may set it later
             self._last_retry = time.time()
             if self.sync(records, config_of):
                 print("\n[clphase] MLflow store answers again; missing records written.", flush=True)

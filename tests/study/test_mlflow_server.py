@@ -70,6 +70,7 @@ def test_the_mirror_catches_up_when_the_server_returns(tmp_path, mlflow_server):
     records.start("t0", config)
     mirror.trial_started("t0", config)
     report("t0", 10)
+    mirror.drain()  # the writes queued so far have reached the server
     mlflow_server.stop()
     report("t0", 20)
     records.finish("t0", config, "TERMINATED")

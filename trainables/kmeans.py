@@ -1,18 +1,19 @@
 """Batched k-means, adjusted Rand index and normalised mutual information in torch.
 
-scikit-learn's ``KMeans`` + ``adjusted_rand_score`` + ``normalized_mutual_info_score`` for a pack of
-``K`` embeddings at once, on their device: the ``K`` problems (times ``n_init`` restarts) are stacked
-along a batch dimension and run together with ``bmm``/``scatter``, in float64, each centred on its own
-mean as scikit-learn does. As there: greedy k-means++ (``2 + int(log(n_clusters))`` candidates per
-centre), Lloyd iterations until the labels stop changing or the squared centre shift is ``<= tol * var``,
-empty clusters re-seeded with the farthest points, the restart of lowest inertia kept. One difference:
-``var`` averages over the features that are not identically zero, so zero-padded embeddings give the
-labels of unpadded ones bit for bit (sums over features also run one feature after the other).
+scikit-learn's ``KMeans`` + ``adjusted_rand_score`` + ``normalized_mutual_info_score`` for a pack of ``K``
+embeddings at once, on their device: the ``K`` problems (times ``n_init`` restarts) are stacked along a
+batch dimension and run together with ``bmm``/``scatter``, in float64, each centred on its own mean as
+scikit-learn does. As there: greedy k-means++ (``2 + int(log(n_clusters))`` candidates per centre), at
+most ``max_iter`` Lloyd iterations until the labels stop changing or the squared centre shift is
+``<= tol * var``, empty clusters re-seeded with the farthest points, the restart of lowest inertia kept.
+One difference: ``var`` averages over the features that are not identically zero, so zero-padded
+embeddings give the labels of unpadded ones bit for bit (sums over features also run one feature after
+the other).
 
-Problem ``k``'s labels depend only on ``z[k]``, ``n_clusters`` and ``seeds[k]`` (its own CPU
-generator draws all its random numbers up front; the global RNG is never used): no reduction mixes
-problems, and a problem that stops leaves the working set. On CUDA the segment sums are one-hot ``bmm``
-(no floating-point atomics), reproducible, but they can differ from the CPU's at exact near-ties.
+Problem ``k``'s labels depend only on ``z[k]``, ``n_clusters``, ``seeds[k]`` and the keyword arguments
+(its own CPU generator draws all its random numbers up front; the global RNG is never used): no reduction
+mixes problems, and a problem that stops leaves the working set. On CUDA the segment sums are one-hot
+``bmm`` (no floating-point atomics), reproducible, but they can differ from the CPU's at exact near-ties.
 """
 
 from __future__ import annotations
@@ -28,56 +29,35 @@ _EPS = torch.finfo(torch.float64).eps
 _CHUNK_ELEMENTS = 2**20  # points times centres per problem in one distance block
 
 
-def _n_local_trials(n_clusters: int) -> int:
-    return 2 + int(math.log(n_clusters))
-
-
 def _fsum(t: Tensor, dim: int) -> Tensor:
-    """Sum over the feature dimension ``dim``, one feature after the other.
-
-    torch's reductions group their terms differently for different lengths, so appending zero
-    features could change the last bit of a sum; adding the features in order cannot.
-    """
+    """Sum over the feature dimension ``dim`` in feature order: unlike torch's reductions, whose grouping
+    depends on the length, appending zero features cannot change its last bit."""
     parts = t.unbind(dim)
-    out = parts[0].clone()
-    for part in parts[1:]:
-        out += part
-    return out
+    return sum(parts[1:], parts[0])
 
 
 def _segment_sum(values_t: Tensor, index: Tensor, n_segments: int) -> Tensor:
     """``out[b, c] = sum of values[b, :, i] over i with index[b, i] == c``: (B, E, m), (B, m) -> (B, C, E).
-
-    On CPU a ``scatter_add`` (deterministic, summing each feature in point order); elsewhere a
-    one-hot ``bmm``, since a floating-point ``scatter_add`` on CUDA is not deterministic.
-    """
-    b, e, m = values_t.shape
+    A ``scatter_add`` on CPU (deterministic); elsewhere a one-hot ``bmm``, as CUDA's is not."""
     if values_t.device.type == "cpu":
-        out = values_t.new_zeros(b, e, n_segments)
-        return out.scatter_add_(2, index.unsqueeze(1).expand(b, e, m), values_t).transpose(1, 2)
+        out = values_t.new_zeros(*values_t.shape[:2], n_segments)
+        return out.scatter_add_(2, index.unsqueeze(1).expand_as(values_t), values_t).transpose(1, 2)
     one_hot = (index.unsqueeze(1) == torch.arange(n_segments, device=index.device).view(1, -1, 1)).to(values_t.dtype)
     return torch.bmm(one_hot, values_t.transpose(1, 2))
 
 
 def _nearest(x_t1: Tensor, centres: Tensor) -> Tensor:
     """Index of the nearest centre (the first on ties) of every point: (B, 1 + E, n), (B, C, E) -> (B, n).
-
-    ``x_t1`` is ``[1; x^T]``: one ``bmm`` with ``[|c|^2, -2 c]`` gives ``|c|^2 - 2 x.c`` (the
-    ``|x|^2`` term does not change the argmin) in a (B, C, n) layout, whose minimum over ``C``
-    is cheap; the first centre attaining it is then found with integer arithmetic. Points go
-    in blocks whose size depends only on the number of centres, never on ``B``.
-    """
+    ``x_t1 = [1; x^T]``: one ``bmm`` with ``[|c|^2, -2 c]`` gives ``|c|^2 - 2 x.c`` (C, n) per problem;
+    the first centre attaining the minimum is found with integer arithmetic. Points go in blocks
+    whose size depends only on the number of centres, never on ``B``."""
     n, c = x_t1.shape[2], centres.shape[1]
     a = torch.cat([_fsum(centres * centres, 2).unsqueeze(2), -2.0 * centres], dim=2)  # (B, C, 1 + E)
     w_dtype = torch.int16 if c < 2**15 else torch.int32
     w = torch.arange(c, 0, -1, dtype=w_dtype, device=centres.device).view(1, c, 1)  # C - index
     step = max(1, _CHUNK_ELEMENTS // c)
-    parts = []
-    for i in range(0, n, step):
-        d = torch.bmm(a, x_t1[:, :, i : i + step])  # (B, C, block)
-        first = ((d == d.amin(1, keepdim=True)).to(w_dtype) * w).amax(1)
-        parts.append(c - first.long())
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    blocks = (torch.bmm(a, x_t1[:, :, i : i + step]) for i in range(0, n, step))  # each (B, C, block)
+    return torch.cat([c - ((d == d.amin(1, keepdim=True)).to(w_dtype) * w).amax(1).long() for d in blocks], dim=1)
 
 
 def _points(x_t: Tensor, idx: Tensor) -> Tensor:
@@ -85,27 +65,22 @@ def _points(x_t: Tensor, idx: Tensor) -> Tensor:
     return x_t.gather(2, idx.unsqueeze(1).expand(-1, x_t.shape[1], -1)).transpose(1, 2)
 
 
-def _kmeans_plusplus(x_t: Tensor, x_sq: Tensor, u: Tensor) -> Tensor:
-    """Greedy k-means++ centres (B, C, E) of the points ``x_t`` (B, E, n) with squared norms ``x_sq`` (B, n).
-
-    ``u`` (B, C, L): the uniforms, ``u[:, 0, 0]`` for the first centre, ``u[:, c]`` for the
-    ``L`` candidates of centre ``c``.
-    """
+def _kmeans_plusplus(x_t: Tensor, u: Tensor) -> Tensor:
+    """Greedy k-means++ centres (B, C, E) of the points ``x_t`` (B, E, n), from the uniforms ``u`` (B, C, L):
+    ``u[:, 0, 0]`` for the first centre, ``u[:, c]`` for centre ``c``'s ``L`` candidates."""
     bsz, _, n = x_t.shape
-    n_clusters = u.shape[1]
+    x_sq = _fsum(x_t * x_t, 1)  # (B, n)
     rows = torch.arange(bsz, device=x_t.device)
 
     def sq_dist(points: Tensor) -> Tensor:  # (B, L, E) -> (B, L, n), clipped at 0 as scikit-learn
         d = torch.baddbmm(x_sq.unsqueeze(1), points, x_t, alpha=-2.0)
         return d.add_(_fsum(points * points, 2).unsqueeze(2)).clamp_(min=0.0)
 
-    first = (u[:, :1, 0] * n).long().clamp_(max=n - 1)  # (B, 1)
-    centres = [_points(x_t, first)]  # each (B, 1, E)
+    centres = [_points(x_t, (u[:, :1, 0] * n).long().clamp_(max=n - 1))]  # each (B, 1, E)
     closest = sq_dist(centres[0]).squeeze(1)  # (B, n)
-    for c in range(1, n_clusters):
+    for c in range(1, u.shape[1]):
         cum = closest.cumsum(1)
-        targets = u[:, c, :] * cum[:, -1:]  # (B, L)
-        cand = torch.searchsorted(cum, targets).clamp_(max=n - 1)  # (B, L)
+        cand = torch.searchsorted(cum, u[:, c, :] * cum[:, -1:]).clamp_(max=n - 1)  # (B, L)
         cand_x = _points(x_t, cand)  # (B, L, E)
         d = torch.minimum(sq_dist(cand_x), closest.unsqueeze(1))  # (B, L, n)
         best = d.sum(2).argmin(1)  # (B,), the first on ties
@@ -116,13 +91,9 @@ def _kmeans_plusplus(x_t: Tensor, x_sq: Tensor, u: Tensor) -> Tensor:
 
 def _lloyd_step(x_t1: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
     """One Lloyd iteration on ``x_t1 = [1; x^T]`` (B, 1 + E, n): the labels under ``centres`` and the new centres.
-
-    Empty clusters are re-seeded as in scikit-learn: the ``j``-th empty cluster takes the
-    ``j``-th point farthest from its assigned centre, which leaves its old cluster; a cluster
-    still empty after that keeps its old centre.
-    """
-    bsz, _, n = x_t1.shape
-    n_clusters = centres.shape[1]
+    Empty clusters are re-seeded as in scikit-learn: the ``j``-th empty cluster takes the ``j``-th point
+    farthest from its assigned centre, which leaves its old cluster; one still empty keeps its old centre."""
+    bsz, n_clusters = x_t1.shape[0], centres.shape[1]
     x_t = x_t1[:, 1:]  # (B, E, n)
     labels = _nearest(x_t1, centres)
     flat = labels + n_clusters * torch.arange(bsz, device=labels.device).unsqueeze(1)
@@ -132,8 +103,7 @@ def _lloyd_step(x_t1: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
     if bool(empty.any()):
         # rows without an empty cluster go through the same arithmetic with zero weights and stay unchanged
         assigned = centres.transpose(1, 2).gather(2, labels.unsqueeze(1).expand_as(x_t))  # (B, E, n)
-        far_d = _fsum((x_t - assigned) ** 2, 1)  # (B, n)
-        far = far_d.argsort(dim=1, descending=True, stable=True)[:, :n_clusters]  # (B, C)
+        far = _fsum((x_t - assigned) ** 2, 1).argsort(dim=1, descending=True, stable=True)[:, :n_clusters]
         rank = (empty.long().cumsum(1) - 1).clamp_(min=0)
         moved = far.gather(1, rank)  # (B, C): the point given to cluster c (meaningful where c is empty)
         moved_x = _points(x_t, moved)  # (B, C, E)
@@ -142,31 +112,24 @@ def _lloyd_step(x_t1: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
         counts = counts - torch.zeros_like(counts).scatter_add_(1, donor, empty.long())
         sums = torch.where(empty.unsqueeze(2), moved_x, sums)
         counts = torch.where(empty, torch.ones_like(counts), counts)
-    filled = counts > 0
-    new = torch.where(filled.unsqueeze(2), sums / counts.clamp(min=1).unsqueeze(2).to(sums.dtype), centres)
-    return labels, new
+    new = sums / counts.clamp(min=1).unsqueeze(2).to(sums.dtype)
+    return labels, torch.where((counts > 0).unsqueeze(2), new, centres)
 
 
 def _lloyd(x_t1: Tensor, centres: Tensor, tol: Tensor, max_iter: int) -> tuple[Tensor, Tensor]:
     """Lloyd iterations on B problems at once, each frozen once it stops: (labels (B, n), inertia (B,)).
-
-    Only the rows still running are computed: a row that stops leaves the working set, whose
-    other rows' results do not depend on it.
-    """
+    Only the rows still running are computed: a row that stops leaves the working set."""
     bsz, _, n = x_t1.shape
-    device = x_t1.device
-    labels = torch.empty((bsz, n), dtype=torch.long, device=device)
-    final = torch.empty_like(centres)
-    strict = torch.zeros(bsz, dtype=torch.bool, device=device)
     # the working set: rows still running, and their data, labels, centres and tolerances
-    rows = torch.arange(bsz, device=device)
-    x_w, labels_w, centres_w, tol_w = x_t1, torch.full((bsz, n), -1, dtype=torch.long, device=device), centres, tol
+    rows = torch.arange(bsz, device=x_t1.device)
+    x_w, labels_w, centres_w, tol_w = x_t1, x_t1.new_full((bsz, n), -1, dtype=torch.long), centres, tol
+    labels, final = torch.empty_like(labels_w), torch.empty_like(centres)
+    strict = torch.zeros_like(rows, dtype=torch.bool)
     for _ in range(max_iter):
         new_labels, new_centres = _lloyd_step(x_w, centres_w)
         same = (new_labels == labels_w).all(1)
-        shift = _fsum((new_centres - centres_w) ** 2, 2).sum(1)
+        stop = same | (_fsum((new_centres - centres_w) ** 2, 2).sum(1) <= tol_w)
         labels_w, centres_w = new_labels, new_centres
-        stop = same | (shift <= tol_w)
         if bool(stop.any()):
             done = rows[stop]
             labels[done], final[done], strict[done] = labels_w[stop], centres_w[stop], same[stop]
@@ -178,30 +141,17 @@ def _lloyd(x_t1: Tensor, centres: Tensor, tol: Tensor, max_iter: int) -> tuple[T
     # as scikit-learn: unless the labels stopped changing, re-assign to the final centres
     labels = torch.where(strict.unsqueeze(1), labels, _nearest(x_t1, final))
     x_t = x_t1[:, 1:]
-    inertia = _fsum((x_t - final.transpose(1, 2).gather(2, labels.unsqueeze(1).expand_as(x_t))) ** 2, 1).sum(1)
-    return labels, inertia
+    return labels, _fsum((x_t - final.transpose(1, 2).gather(2, labels.unsqueeze(1).expand_as(x_t))) ** 2, 1).sum(1)
 
 
-def batched_kmeans(
-    z: Tensor,
-    n_clusters: int,
-    seeds: Sequence[int],
-    *,
-    n_init: int = 2,
-    max_iter: int = 100,
-    tol: float = 1e-4,
-) -> Tensor:
+def batched_kmeans(z: Tensor, n_clusters: int, seeds: Sequence[int], *, n_init: int = 2, max_iter: int = 100,
+                   tol: float = 1e-4) -> Tensor:
     """k-means labels of ``K`` independent problems: ``z`` (K, n, E) -> (K, n) long in ``[0, n_clusters)``.
 
-    ``z``: any real dtype on any device; computed in float64 on ``z``'s device. ``seeds``:
-    ``K`` ints; problem ``k``'s random numbers come from a CPU ``torch.Generator`` seeded with
-    ``seeds[k]`` alone. Greedy k-means++ initialisation, Lloyd iterations until the labels stop
-    changing or the total squared centre shift is ``<= tol`` times the mean variance of the
-    features that are not identically zero, at most ``max_iter``; of ``n_init`` restarts each
-    problem keeps the one of lowest inertia. Problem ``k``'s result depends only on ``z[k]``,
-    ``n_clusters``, ``seeds[k]`` and the keyword arguments; zero-padded feature columns do not
-    change it. Fewer distinct points than clusters is fine (some clusters then stay empty).
-    Raises ``ValueError`` on a bad shape or argument, ``n < n_clusters`` or non-finite ``z``.
+    ``z``: any real dtype and device (computed in float64 there); ``seeds``: ``K`` ints, each seeding
+    its problem's CPU ``torch.Generator``. Zero-padded feature columns do not change a result, and fewer
+    distinct points than clusters is fine (some clusters then stay empty). Raises ``ValueError`` on a
+    bad shape or argument, ``n < n_clusters`` or non-finite ``z``.
     """
     if z.ndim != 3:
         raise ValueError(f"z must be (K, n, E), got shape {tuple(z.shape)}")
@@ -210,38 +160,26 @@ def batched_kmeans(
     if len(seeds) != n_problems:
         raise ValueError(f"need one seed per problem: {len(seeds)} seeds for K={n_problems}")
     if n_clusters < 1 or n_init < 1 or max_iter < 1 or n_features < 1:
-        raise ValueError(
-            f"n_clusters, n_init, max_iter and E must be >= 1, got {n_clusters}, {n_init}, {max_iter}, {n_features}"
-        )
+        raise ValueError(f"n_clusters, n_init, max_iter and E must be >= 1, "
+                         f"got {n_clusters}, {n_init}, {max_iter}, {n_features}")
     if n < n_clusters:
         raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}")
-    device = z.device
     if n_problems == 0:
-        return torch.zeros(0, n, dtype=torch.long, device=device)
+        return torch.zeros(0, n, dtype=torch.long, device=z.device)
     x_t = z.to(_DTYPE).transpose(1, 2).contiguous()  # (K, E, n): per-feature reductions run along rows
     if not bool(torch.isfinite(x_t).all()):
         raise ValueError("z must be finite")
     x_t -= x_t.mean(dim=2, keepdim=True)  # centred, as scikit-learn
-
-    # tolerance: tol times the mean variance over the features that are not identically zero
-    var = (x_t * x_t).mean(dim=2)  # (K, E)
-    n_nonzero = (z != 0).any(dim=1).sum(1).clamp(min=1).to(_DTYPE)
-    tol_k = tol * _fsum(var, 1) / n_nonzero  # (K,)
-
-    n_local = _n_local_trials(n_clusters)
-    tables = []
-    for seed in seeds:
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        tables.append(torch.rand(n_init, n_clusters, n_local, generator=gen, dtype=_DTYPE))
-    u = torch.stack(tables).to(device).view(n_problems * n_init, n_clusters, n_local)
-
+    n_nonzero = (z != 0).any(dim=1).sum(1).clamp(min=1).to(_DTYPE)  # features not identically zero
+    tol_k = tol * _fsum((x_t * x_t).mean(dim=2), 1) / n_nonzero  # (K,): tol times their mean variance
+    shape = (n_init, n_clusters, 2 + int(math.log(n_clusters)))  # (restarts, centres, k-means++ candidates)
+    u = torch.stack([torch.rand(shape, generator=torch.Generator().manual_seed(s), dtype=_DTYPE) for s in seeds])
     # restarts become extra problems: row k * n_init + i is restart i of problem k
     xb_t1 = torch.cat([x_t.new_ones(n_problems, 1, n), x_t], dim=1).repeat_interleave(n_init, dim=0)  # [1; x^T]
-    xb_t = xb_t1[:, 1:]
-    centres = _kmeans_plusplus(xb_t, _fsum(xb_t * xb_t, 1), u)
+    centres = _kmeans_plusplus(xb_t1[:, 1:], u.to(z.device).flatten(0, 1))
     labels, inertia = _lloyd(xb_t1, centres, tol_k.repeat_interleave(n_init), max_iter)
     best = inertia.view(n_problems, n_init).argmin(1)  # the first restart on ties
-    return labels.view(n_problems, n_init, n)[torch.arange(n_problems, device=device), best]
+    return labels.view(n_problems, n_init, n)[torch.arange(n_problems, device=z.device), best]
 
 
 # --- ARI and NMI ----------------------------------------------------------------------------
@@ -259,10 +197,8 @@ def _row_codes(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _pad_rows(values: Tensor, row_of: Tensor, n_rows: int) -> Tensor:
     """Scatter ``values`` (U,), sorted by ``row_of``, into a zero-padded (n_rows, max per row) table."""
     per_row = torch.bincount(row_of, minlength=n_rows)
-    start = per_row.cumsum(0) - per_row
-    pos = torch.arange(values.shape[0], device=values.device) - start[row_of]
-    out = values.new_zeros(n_rows, int(per_row.max()))
-    return out.index_put_((row_of, pos), values)
+    pos = torch.arange(values.shape[0], device=values.device) - (per_row.cumsum(0) - per_row)[row_of]
+    return values.new_zeros(n_rows, int(per_row.max())).index_put_((row_of, pos), values)
 
 
 def _entropy(counts: Tensor, n: int) -> Tensor:
@@ -270,28 +206,25 @@ def _entropy(counts: Tensor, n: int) -> Tensor:
     present = counts > 0
     c = counts.to(_DTYPE)
     terms = torch.where(present, (c / n) * (torch.log(c.clamp(min=1)) - math.log(n)), 0.0)
-    h = -terms.sum(1)
-    return torch.where(present.sum(1) == 1, 0.0, h)
+    return torch.where(present.sum(1) == 1, 0.0, -terms.sum(1))
 
 
 def ari_nmi(true: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
     """Adjusted Rand index and normalised mutual information of ``K`` labellings: (K, n), (K, n) -> (K,), (K,).
 
     Row by row equal to scikit-learn's ``adjusted_rand_score(true[k], pred[k])`` and
-    ``normalized_mutual_info_score(true[k], pred[k])`` (``average_method='arithmetic'``),
-    special cases included: identical partitions (e.g. both a single cluster, both all
-    singletons, or n = 0) give ARI 1; both labellings a single cluster gives NMI 1; otherwise
-    either labelling a single cluster, or zero mutual information, gives NMI 0. Labels are any
-    integers (compared within a row only). Float64 on the labels' device.
+    ``normalized_mutual_info_score(true[k], pred[k])`` (``average_method='arithmetic'``), special cases
+    included: identical partitions (e.g. both a single cluster, both all singletons, or n = 0) give ARI 1;
+    both labellings a single cluster gives NMI 1; otherwise either labelling a single cluster, or zero
+    mutual information, gives NMI 0. Labels: any integers, compared within a row. Float64 on their device.
     """
     if true.shape != pred.shape or true.ndim != 2:
         raise ValueError(f"true and pred must both be (K, n), got {tuple(true.shape)} and {tuple(pred.shape)}")
     n_rows, n = true.shape
-    device = true.device
     if n_rows == 0 or n == 0:
-        ones = torch.ones(n_rows, dtype=_DTYPE, device=device)
+        ones = torch.ones(n_rows, dtype=_DTYPE, device=true.device)
         return ones, ones.clone()
-    true, pred = true.long(), pred.to(device=device, dtype=torch.long)
+    true, pred = true.long(), pred.to(device=true.device, dtype=torch.long)
     t_ids, t_counts, t_row = _row_codes(true)
     p_ids, p_counts, p_row = _row_codes(pred)
     n_pred_ids = p_counts.shape[0]
@@ -317,16 +250,13 @@ def ari_nmi(true: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
     ari = torch.where(identical, 1.0, 2.0 * (tp_ * tn_ - fn_ * fp_) / torch.where(identical, 1.0, denominator))
 
     # NMI as sklearn.metrics.cluster.mutual_info_score and normalized_mutual_info_score
-    present = c > 0
     c_ = c.to(_DTYPE)
     log_n = math.log(n)
     c_nm = c_ / n
     log_outer = -torch.log(outer.clamp(min=1).to(_DTYPE)) + log_n + log_n
     terms = c_nm * (torch.log(c_.clamp(min=1)) - log_n) + c_nm * log_outer
-    terms = torch.where(present & (terms.abs() >= _EPS), terms, 0.0)
-    mi = terms.sum(1).clamp(min=0.0)
+    mi = torch.where((c > 0) & (terms.abs() >= _EPS), terms, 0.0).sum(1).clamp(min=0.0)
     mi = torch.where((n_classes == 1) | (n_clusters == 1), 0.0, mi)
     normaliser = (_entropy(a, n) + _entropy(b, n)) / 2
     nmi = torch.where(mi == 0, 0.0, mi / torch.where(mi == 0, 1.0, normaliser))
-    nmi = torch.where((n_classes == 1) & (n_clusters == 1), 1.0, nmi)
-    return ari, nmi
+    return ari, torch.where((n_classes == 1) & (n_clusters == 1), 1.0, nmi)

@@ -1,17 +1,14 @@
 """Held-out evaluation: how much of a scenario's ground truth an encoder's embeddings recover.
 
-``evaluate(z, heldout, truth)`` is what the trainer calls. It and ``evaluate_many`` run in torch
-(``trainables.probes``, ``trainables.kmeans``); the scikit-learn versions of its probes, k-means and
-regressions, one embedding at a time, are the tests' reference (tests/trainables/reference.py). The
-NumPy helpers here take arrays (``n`` samples in rows) and return plain floats; a non-finite or
-constant embedding gives NaN, never an exception, so that a diverged run still evaluates. SciPy and
-scikit-learn (about 2 s to import in a trial process) are imported only by the metrics that need them
-(MCC's assignment, the kernel regression).
+``evaluate(z, heldout, truth)`` is what the trainer calls; it and ``evaluate_many`` run in torch
+(``trainables.probes``, ``trainables.kmeans``), and tests/trainables/reference.py holds the scikit-learn
+versions, one embedding at a time, as the tests' reference. The NumPy helpers here take arrays (``n``
+samples in rows) and return plain floats. A non-finite or constant embedding gives NaN, never an
+exception, so that a diverged run still evaluates. SciPy and scikit-learn (about 2 s to import in a trial
+process) are imported only by the metrics that need them (MCC's assignment, the kernel regression).
 
-Probes and regressions are fitted on one half of the held-out sample and scored on the
-other (``fit_test_split``); the embedding is standardised with the fit half's statistics
-first. Unsupervised metrics (effective rank, k-means, MCC, the linearised subspace) use the
-whole held-out sample.
+Probes and regressions are fitted on one half of the held-out sample (``fit_test_split``; the embedding
+standardised with its statistics) and scored on the other; the other metrics use the whole sample.
 """
 
 from __future__ import annotations
@@ -34,29 +31,24 @@ KMEANS_N_INIT = 2
 
 
 def fit_test_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random halving of ``range(n)``: ``(fit_idx, test_idx)`` of sizes ``n//2`` and ``n - n//2``.
-
-    Random, not first/second half, so that a held-out sample stored in cluster order still
-    gives both halves every cluster.
-    """
+    """A seeded random halving of ``range(n)``: ``(fit_idx, test_idx)`` of sizes ``n//2`` and ``n - n//2``;
+    random, not first/second half, so that a sample stored in cluster order gives both halves every cluster."""
     perm = np.random.default_rng([seed, 0]).permutation(n)
     return perm[: n // 2], perm[n // 2 :]
 
 
 def is_degenerate(z: np.ndarray) -> bool:
     """True for an embedding no metric can be read from: any NaN/inf, or every dimension constant."""
-    if not np.isfinite(z).all():
-        return True
-    return bool(np.all(np.ptp(z, axis=0) <= 1e-12 * (1.0 + np.abs(z).max(initial=0.0))))
+    return bool(not np.isfinite(z).all() or np.all(np.ptp(z, axis=0) <= 1e-12 * (1.0 + np.abs(z).max(initial=0.0))))
 
 
 def random_labellings(n_clusters: int, n_labellings: int, seed: int = 0) -> np.ndarray:
     """(n_labellings, n_clusters) 0/1 table: a random balanced bit for each cluster, per labelling.
 
-    Each labelling gives ``n_clusters // 2`` randomly chosen clusters the bit 0 and the rest 1,
-    so both classes are present and, for equal-size clusters, the majority class is (close
-    to) half the sample: a probe that reads nothing off ``z`` scores about 0.5. Depends only
-    on ``seed``, so every trial with the same seed is scored on the same labellings.
+    Each labelling gives ``n_clusters // 2`` randomly chosen clusters the bit 0 and the rest 1, so both
+    classes are present and, for equal-size clusters, the majority class is (close to) half the sample: a
+    probe that reads nothing off ``z`` scores about 0.5. Depends only on ``seed``, so every trial with the
+    same seed is scored on the same labellings.
     """
     if n_clusters < 2:
         raise ValueError(f"random labellings need >= 2 clusters, got {n_clusters}")
@@ -67,22 +59,17 @@ def random_labellings(n_clusters: int, n_labellings: int, seed: int = 0) -> np.n
     return bits
 
 
-def _orthonormal(a: np.ndarray) -> np.ndarray:
-    q, _ = np.linalg.qr(np.asarray(a, dtype=np.float64))
-    return q
-
-
 def subspace_overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Mean squared cosine of the principal angles between ``span(a)`` and ``span(b)``.
 
-    ``a``: (D, p), ``b``: (D, q), any full-column-rank bases (orthonormalised here). The
-    cosines are the singular values of ``Qa^T Qb``; there are ``min(p, q)`` of them, so
-    ``= ||Qa^T Qb||_F^2 / min(p, q)``: 1 when the smaller subspace lies in the larger, 0 when
-    they are orthogonal, ``cos^2 theta`` for two lines at angle ``theta``.
+    ``a``: (D, p), ``b``: (D, q), any full-column-rank bases (orthonormalised here). The cosines are the
+    singular values of ``Qa^T Qb``; there are ``min(p, q)`` of them, so ``= ||Qa^T Qb||_F^2 / min(p, q)``:
+    1 when the smaller subspace lies in the larger, 0 when they are orthogonal, ``cos^2 theta`` for two
+    lines at angle ``theta``.
     """
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return NAN
-    qa, qb = _orthonormal(a), _orthonormal(b)
+    qa, qb = (np.linalg.qr(np.asarray(m, dtype=np.float64))[0] for m in (a, b))
     cos = np.linalg.svd(qa.T @ qb, compute_uv=False)  # (min(p, q),)
     return float(np.mean(np.clip(cos, 0.0, 1.0) ** 2))
 
@@ -95,10 +82,10 @@ def r2_kernel(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_test: 
     """R^2 of a nonlinear (RBF kernel ridge) regression z -> y: von Kügelgen et al. 2021's measure of
     what a representation keeps of a latent block (their ssl_identifiability ``evaluate`` step).
 
-    As there: ``y`` standardised with the fit half's statistics (``z`` comes standardised), a 3-fold
-    grid search over alpha {1, 0.1, 0.01, 0.001} x gamma logspace(-2, 2, 4) scored by R^2, refit on
-    the whole fit half, R^2 (uniform average over y's dimensions) on the test half. Differs in size
-    only: at most ``KERNEL_MAX_FIT`` fit points (theirs: 20,480) and the study's test half (theirs: 10 x 4,096).
+    As there: ``y`` standardised with the fit half's statistics (``z`` comes standardised), a 3-fold grid
+    search over ``KERNEL_GRID`` scored by R^2, refit on the whole fit half, R^2 (uniform average over y's
+    dimensions) on the test half. Differs in size only: at most ``KERNEL_MAX_FIT`` fit points (theirs:
+    20,480) and the study's test half (theirs: 10 x 4,096).
     """
     if is_degenerate(z_fit):
         return NAN
@@ -114,46 +101,28 @@ def r2_kernel(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_test: 
     return float(r2_score((y_test - mean) / std, search.predict(z_test)))
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(ka, kb) Pearson correlations of the columns of ``a`` (n, ka) with those of ``b`` (n, kb).
-
-    A constant column correlates 0 with everything (it carries no information), not NaN.
-    """
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    na, nb = np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0)
-    na, nb = np.where(na > 0, na, np.inf), np.where(nb > 0, nb, np.inf)
-    return (a / na).T @ (b / nb)
-
-
 def mcc(z: np.ndarray, latent: np.ndarray) -> float:
     """Mean correlation coefficient (Hyvärinen & Morioka 2016; cl-ica's MCC).
 
-    ``C_ij = |corr(latent_i, z_j)|``: (k, E); the best one-to-one matching of latent dims to
-    embedding dims (``linear_sum_assignment`` maximising ``sum C``) and ``MCC = sum matched / k``.
-    A latent dim left unmatched (``E < k``) counts as 0. 1 for a permutation and rescaling of
-    the latent; about 0 for noise. NaN for a degenerate ``z``.
+    ``C_ij = |corr(latent_i, z_j)|``: (k, E); the best one-to-one matching of latent dims to embedding
+    dims (``linear_sum_assignment`` maximising ``sum C``) and ``MCC = sum matched / k``. A latent dim left
+    unmatched (``E < k``) counts as 0. 1 for a permutation and rescaling of the latent; about 0 for noise.
+    NaN for a degenerate ``z``.
     """
     latent = latent.reshape(len(latent), -1)
     if is_degenerate(z):
         return NAN
-    c = np.abs(_correlation(latent, z))  # (k, E)
     from scipy.optimize import linear_sum_assignment
 
+    a, b = latent - latent.mean(axis=0), z - z.mean(axis=0)
+    na, nb = np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0)  # a constant column correlates 0, not NaN
+    c = np.abs((a / np.where(na > 0, na, np.inf)).T @ (b / np.where(nb > 0, nb, np.inf)))  # (k, E)
     rows, cols = linear_sum_assignment(c, maximize=True)
     return float(c[rows, cols].sum() / latent.shape[1])
 
 
-def _numpy(t: Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(t, Tensor):
-        t = t.detach().cpu()
-        return (t.double() if t.is_floating_point() else t).numpy()
-    return np.asarray(t)
-
-
-def evaluate(
-    z: Tensor, heldout: dict[str, Tensor], truth: dict[str, Any], *, seed: int = 0, n_labellings: int = 8
-) -> dict[str, float]:
+def evaluate(z: Tensor, heldout: dict[str, Tensor], truth: dict[str, Any], *, seed: int = 0,
+             n_labellings: int = 8) -> dict[str, float]:
     """Every metric the scenario's ground truth allows, on embeddings ``z`` of ``heldout["x"]``.
 
     ``z``: (n, E) on any device. ``heldout``: ``"x"`` (n, D) and, where the scenario has them,
@@ -185,23 +154,16 @@ def evaluate(
     return evaluate_many(z[None], [heldout], [truth], [seed], n_labellings=n_labellings)[0]
 
 
-def evaluate_many(
-    z: Tensor,
-    heldouts: Sequence[dict[str, Tensor]],
-    truths: Sequence[dict[str, Any]],
-    seeds: Sequence[int],
-    *,
-    dims: Sequence[int] | None = None,
-    n_labellings: int = 8,
-) -> list[dict[str, float]]:
+def evaluate_many(z: Tensor, heldouts: Sequence[dict[str, Tensor]], truths: Sequence[dict[str, Any]],
+                  seeds: Sequence[int], *, dims: Sequence[int] | None = None,
+                  n_labellings: int = 8) -> list[dict[str, float]]:
     """``evaluate`` for K embeddings at once, batched on their device: one dict per embedding.
 
-    ``z``: (K, n, E); embedding k is ``z[k, :, :dims[k]]`` (all E columns without ``dims``; later
-    columns are ignored). ``heldouts``, ``truths``, ``seeds``: per embedding, from one scenario
-    (same keys and n). Every fit of every embedding is one row of a batched solve
-    (``trainables.probes``, ``trainables.kmeans``); only the MCC's assignment and the data-only PCA
-    overlap run per embedding on the host. Metrics agree with the scikit-learn reference
-    up to the solvers' tolerances (tests/trainables/test_metrics.py holds them side by side).
+    ``z``: (K, n, E); embedding k is ``z[k, :, :dims[k]]`` (all E columns without ``dims``; later columns
+    are ignored). ``heldouts``, ``truths``, ``seeds``: per embedding, from one scenario (same keys and n).
+    Every fit of every embedding is one row of a batched solve; only the MCC's assignment, the kernel
+    regression and the data-only PCA overlap run per embedding on the host. Metrics agree with the
+    scikit-learn reference up to the solvers' tolerances (tests/trainables/test_metrics.py).
     """
     k_n, n, e_max = z.shape
     device = z.device
@@ -210,16 +172,14 @@ def evaluate_many(
     zd = torch.where(real[:, None, :], z.detach().to(torch.float64), 0.0)
     finite = torch.isfinite(zd).all(2).all(1)
     zd = torch.where(finite[:, None, None], zd, 0.0)
-    spread = zd.amax(1) - zd.amin(1)  # (K, E)
-    scale = 1e-12 * (1.0 + zd.abs().amax(2).amax(1))
-    degenerate = ~finite | (spread <= scale[:, None]).all(1)
+    scale = 1e-12 * (1.0 + zd.abs().amax(2).amax(1))  # as is_degenerate: non-finite, or every column constant
+    degenerate = ~finite | (zd.amax(1) - zd.amin(1) <= scale[:, None]).all(1)
     zd = torch.where(degenerate[:, None, None], 0.0, zd)
     bad = degenerate.tolist()
 
     # fit/test halves (each embedding's own seeded split) and the fit half's standardisation
     splits = [fit_test_split(n, s) for s in seeds]
-    fit = torch.as_tensor(np.stack([f for f, _ in splits]), device=device)  # (K, n//2)
-    test = torch.as_tensor(np.stack([t for _, t in splits]), device=device)
+    fit, test = (torch.as_tensor(np.stack(h), device=device) for h in zip(*splits, strict=True))  # (K, n//2), ...
     order = torch.cat([fit, test], 1)
 
     def rows(x: Tensor, idx: Tensor) -> Tensor:  # (K, n, ...) gathered along samples
@@ -231,8 +191,7 @@ def evaluate_many(
     z_fit, z_test = (z_fit - mean) / std, (z_test - mean) / std
     z_all = torch.cat([z_fit, z_test], 1)  # standardised, fit-then-test order
 
-    keys = [key for key in heldouts[0] if key != "x"]
-    truth_of = {key: torch.stack([h[key] for h in heldouts]).to(device) for key in keys}
+    truth_of = {key: torch.stack([h[key] for h in heldouts]).to(device) for key in heldouts[0] if key != "x"}
     out: dict[str, list[float]] = {}
 
     centred = zd - zd.mean(1, keepdim=True)
@@ -242,27 +201,25 @@ def evaluate_many(
     entropy = -torch.where(prob > 0, prob * prob.clamp(min=1e-300).log(), 0.0).sum(1)
     out["effective_rank"] = torch.where(total[:, 0] > 0, entropy.exp(), torch.nan).tolist()
 
+    def accuracy(pred: Tensor, y_fit: Tensor, y_test: Tensor) -> Tensor:  # NaN where the fit half has one class
+        return torch.where(y_fit.amax(1) == y_fit.amin(1), torch.nan, (pred == y_test).double().mean(1))
+
     def probe(labels: Tensor) -> list[float]:  # (K, n) class labels -> test accuracy per embedding
         ids, codes = torch.unique(labels, return_inverse=True)
         y_fit, y_test = rows(codes, fit), rows(codes, test)
         pred = logistic_probe(z_fit, y_fit, z_test, n_classes=max(2, len(ids)), c=PROBE_C, max_iter=PROBE_MAX_ITER)
-        one_class = y_fit.amax(1) == y_fit.amin(1)
-        acc = (pred == y_test).double().mean(1)
-        return torch.where(one_class, torch.nan, acc).tolist()
+        return accuracy(pred, y_fit, y_test).tolist()
 
     def randlabel(labels: Tensor) -> list[float]:  # mean probe accuracy over random balanced labellings
-        bits, sizes = [], []
+        bits = []  # (n, L) per embedding; all 0 (so NaN accuracy) with fewer than 2 clusters
         for c, s in zip(labels.cpu().numpy(), seeds, strict=True):
             ids, code = np.unique(c, return_inverse=True)
             bits.append(random_labellings(ids.size, n_labellings, s)[:, code].T if ids.size >= 2
                         else np.zeros((n, n_labellings), dtype=np.int64))
-            sizes.append(ids.size)
         y = torch.as_tensor(np.stack(bits), device=device)  # (K, n, L)
         y_fit, y_test = rows(y, fit), rows(y, test)
         pred = binary_probes(z_fit, y_fit, z_test, c=PROBE_C, max_iter=PROBE_MAX_ITER)  # (K, m', L)
-        acc = (pred == y_test).double().mean(1)  # (K, L)
-        acc = torch.where(y_fit.amax(1) == y_fit.amin(1), torch.nan, acc).mean(1)
-        return [a if size >= 2 else NAN for a, size in zip(acc.tolist(), sizes, strict=True)]
+        return accuracy(pred, y_fit, y_test).mean(1).tolist()
 
     if "label" in truth_of:
         out["probe_acc"] = probe(truth_of["label"])
@@ -297,29 +254,26 @@ def evaluate_many(
             overlap_of: dict[int, float] = {}  # configs of one stream share their truth: one computation each
             for t in truths:
                 if id(t) not in overlap_of:
-                    overlap_of[id(t)] = subspace_overlap(_numpy(t["pca_basis"]), _numpy(t["fisher_basis"]))
+                    bases = (torch.as_tensor(t[b]).detach().cpu().double().numpy()
+                             for b in ("pca_basis", "fisher_basis"))
+                    overlap_of[id(t)] = subspace_overlap(*bases)
             out["pca_overlap"] = [overlap_of[id(t)] for t in truths]
 
-    def regression(key: str) -> list[float]:
+    def linear_r2(key: str) -> tuple[list[float], Tensor, Tensor]:  # and the truth's fit and test halves
         y = truth_of[key].reshape(k_n, n, -1)
-        pred = least_squares(z_fit, rows(y, fit), z_test)
-        return r2(rows(y, test), pred).tolist()
+        y_fit, y_test = rows(y, fit), rows(y, test)
+        return r2(y_test, least_squares(z_fit, y_fit, z_test)).tolist(), y_fit, y_test
 
     e_host = dims_t.tolist()
     if "latent" in truth_of:
-        out["r2_linear"] = regression("latent")
+        out["r2_linear"] = linear_r2("latent")[0]
         zh, latent = zd.cpu().numpy(), truth_of["latent"].cpu().numpy()
         out["mcc"] = [NAN if bad[i] else mcc(zh[i, :, : e_host[i]], latent[i]) for i in range(k_n)]
     for key in ("content", "style"):
         if key in truth_of:
-            out[f"{key}_r2_linear"] = regression(key)
-            zf, zt = z_fit.cpu().numpy(), z_test.cpu().numpy()
-            y = truth_of[key].reshape(k_n, n, -1)
-            yf, yt = rows(y, fit).cpu().numpy(), rows(y, test).cpu().numpy()
+            out[f"{key}_r2_linear"], y_fit, y_test = linear_r2(key)
+            zf, zt, yf, yt = (t.cpu().numpy() for t in (z_fit, z_test, y_fit, y_test))
             out[f"{key}_r2"] = [NAN if bad[i] else r2_kernel(zf[i, :, : e_host[i]], yf[i], zt[i, :, : e_host[i]], yt[i])
                                 for i in range(k_n)]
-    nan_when_degenerate = set(out) - {"pca_overlap"}
-    return [
-        {key: (NAN if bad[i] and key in nan_when_degenerate else float(values[i])) for key, values in out.items()}
-        for i in range(k_n)
-    ]
+    return [{key: NAN if bad[i] and key != "pca_overlap" else float(v[i]) for key, v in out.items()}  # pca: data only
+            for i in range(k_n)]

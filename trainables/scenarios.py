@@ -1,13 +1,10 @@
 """Synthetic scenarios: data with known ground truth, each with its positive-pair sampler.
 
-A scenario factory takes the scenario's config keys as keyword arguments and returns a
-:class:`Scenario`. ``data_seed`` fixes its frozen parts (mixture means, mixing network g, label
-direction w); the ``torch.Generator`` handed to ``pairs`` / ``heldout`` drives all sampling, so
-the same generator seed gives the same batch. Draws happen on the generator's device and the
-results are moved to the scenario's ``device``: ``(x, x_pos)`` is a positive pair
-``x_pos ~ p(x_pos | x)`` as in cl-ica's notation, both ``(B, D)`` float32.
-
-See DESIGN.md, "Precise sampling", for what every study means by each scenario.
+A factory takes the scenario's config keys as keyword arguments and returns a :class:`Scenario`.
+``data_seed`` fixes its frozen parts (mixture means, mixing network g, label direction w); the
+``torch.Generator`` handed to ``pairs`` / ``heldout`` drives all sampling, so the same generator seed
+gives the same batch. Draws happen on the generator's device and the results are moved to the
+scenario's ``device``. DESIGN.md, "Precise sampling", says what every study means by each scenario.
 """
 
 from __future__ import annotations
@@ -23,16 +20,17 @@ from torch import Tensor
 
 Device = str | torch.device
 LEAKY_SLOPE = 0.2  # cl-ica's leaky-ReLU slope in the mixing network
+_F64 = torch.float64
 
 
 @dataclass(frozen=True)
 class Scenario:
     """A data distribution with a positive-pair sampler and its ground truth.
 
-    ``pairs(B, gen) -> (x, x_pos)``, each ``(B, input_dim)`` float32 on the scenario's device.
-    ``heldout(n, gen) -> {"x": (n, input_dim), ...per-sample truth}`` (``cluster``, ``label``,
-    ``subcluster`` int64 ``(n,)``; ``latent``, ``content``, ``style`` float32 ``(n, k)``).
-    ``truth`` holds the static ground truth (``n_clusters``, ``fisher_basis``, ``mixing``, ...).
+    ``pairs(B, gen) -> (x, x_pos)``, a positive pair ``x_pos ~ p(x_pos | x)`` (cl-ica's notation), each
+    ``(B, input_dim)`` float32 on the scenario's device. ``heldout(n, gen) -> {"x": (n, input_dim),
+    ...per-sample truth}`` (``cluster``, ``label``, ``subcluster`` int64 ``(n,)``; ``latent``, ``content``,
+    ``style`` float32 ``(n, k)``). ``truth``: the static ground truth (``n_clusters``, ``fisher_basis``, ...).
     """
 
     name: str
@@ -42,14 +40,10 @@ class Scenario:
     truth: dict[str, Any]
 
 
-# ---------------------------------------------------------------------------------------------
-# validation and sampling helpers
-
-
 def _checked(scenario: Callable[..., Scenario]) -> Callable[..., Scenario]:
-    """Check each keyword argument against its one statement of type and range (``trainables.config``:
-    the annotated signature and ``KWARG_BOUNDS``); raises ``ConfigError`` (a ``ValueError``) naming it.
-    Limits between arguments (``n_invariant <= dim``) are each scenario's own."""
+    """Check each keyword argument against its type and range (``trainables.config.params_of``: the annotated
+    signature and ``KWARG_BOUNDS``); raises ``ConfigError`` (a ``ValueError``) naming it. Limits between
+    arguments (``n_invariant <= dim``) are each scenario's own."""
 
     @functools.wraps(scenario)
     def checked(**kwargs: Any) -> Scenario:
@@ -79,55 +73,38 @@ def _frozen_generator(data_seed: int) -> torch.Generator:
 
 def _random_orthogonal(n: int, gen: torch.Generator) -> Tensor:
     """Haar-distributed (n, n) orthogonal matrix, float64 (QR of a Gaussian, signs fixed)."""
-    q, r = torch.linalg.qr(_randn(gen, n, n, dtype=torch.float64))
+    q, r = torch.linalg.qr(_randn(gen, n, n, dtype=_F64))
     return q * torch.sign(torch.diagonal(r))
 
 
 def _simplex(k: int) -> Tensor:
-    """(k, k-1) vertices of a centred regular simplex with unit pairwise distance, float64.
-
-    The rows ``e_i - 1/k`` (pairwise distance sqrt 2) written in the Helmert basis of the
-    sum-zero subspace.
-    """
-    helmert = torch.zeros(k, max(k - 1, 0), dtype=torch.float64)  # (k, k-1) orthonormal columns
-    for j in range(1, k):
-        helmert[:j, j - 1] = 1.0
-        helmert[j, j - 1] = -j
-        helmert[:, j - 1] /= math.sqrt(j * (j + 1))
-    centred = torch.eye(k, dtype=torch.float64) - 1.0 / k
-    return centred @ helmert / math.sqrt(2.0)
+    """(k, k-1) float64 vertices of a centred regular simplex with unit pairwise distance: the rows
+    ``e_i - 1/k`` (pairwise distance sqrt 2) written in the Helmert basis of the sum-zero subspace."""
+    j = torch.arange(1, k, dtype=_F64)  # Helmert column j-1: 1 on rows < j, -j on row j (then unit norm)
+    helmert = torch.triu(torch.ones(k, k - 1, dtype=_F64)) - torch.diag(j, -1)[:, : k - 1]
+    return (torch.eye(k, dtype=_F64) - 1.0 / k) @ (helmert / (j * (j + 1)).sqrt()) / math.sqrt(2.0)  # unit columns
 
 
-# ---------------------------------------------------------------------------------------------
-# frozen mixing network and von Mises-Fisher sampler (Zimmermann et al. 2021, cl-ica)
-
-
+# --- frozen mixing network and von Mises-Fisher sampler (Zimmermann et al. 2021, cl-ica) -------------------
 @dataclass(frozen=True, eq=False)
 class InvertibleMLP:
     """g(z) = W_L σ(W_{L-1} ... σ(W_1 z)), σ = leaky ReLU(0.2), no bias, no activation at the end.
 
-    ``weights`` are square ``(n, n)`` matrices (``h -> h @ W.T``); ``inverse`` undoes g exactly.
-    Zero layers is the identity.
+    ``weights``: square ``(n, n)`` matrices (``h -> h @ W.T``); ``inverse`` undoes g exactly; 0 layers = identity.
     """
 
     weights: tuple[Tensor, ...]
     inverses: tuple[Tensor, ...] = field(repr=False)
 
     def __call__(self, z: Tensor) -> Tensor:  # (n, d) -> (n, d)
-        h = z
         for i, w in enumerate(self.weights):
-            if i > 0:
-                h = torch.where(h > 0, h, LEAKY_SLOPE * h)
-            h = h @ w.T
-        return h
+            z = (torch.where(z > 0, z, LEAKY_SLOPE * z) if i > 0 else z) @ w.T
+        return z
 
     def inverse(self, x: Tensor) -> Tensor:  # (n, d) -> (n, d)
-        h = x
         for i, w_inv in enumerate(reversed(self.inverses)):
-            if i > 0:
-                h = torch.where(h > 0, h, h / LEAKY_SLOPE)
-            h = h @ w_inv.T
-        return h
+            x = (torch.where(x > 0, x, x / LEAKY_SLOPE) if i > 0 else x) @ w_inv.T
+        return x
 
 
 @functools.lru_cache(maxsize=64)
@@ -137,7 +114,7 @@ def _mixing_weights(n: int, n_layers: int, data_seed: int, pool: int, cond_ratio
     gen = _frozen_generator(data_seed)
 
     def draw(k: int) -> Tensor:  # (k, n, n): entries U(-1, 1), unit-norm columns
-        a = _rand(gen, k, n, n, dtype=torch.float64) * 2 - 1
+        a = _rand(gen, k, n, n, dtype=_F64) * 2 - 1
         return a / a.norm(dim=1, keepdim=True)
 
     weights: list[Tensor] = []
@@ -153,92 +130,80 @@ def invertible_mlp(n: int, n_layers: int, data_seed: int = 0, device: Device = "
                    pool: int = 25_000, cond_ratio: float = 0.0) -> InvertibleMLP:
     """cl-ica's ``construct_invertible_mlp`` (Zimmermann et al. 2021), drawn from ``data_seed``.
 
-    Each layer is a square, bias-free matrix with entries U(-1, 1) and unit-norm columns, accepted
-    only if its (2-norm) condition number is at most the ``cond_ratio`` quantile of a pool of ``pool``
-    such matrices; cl-ica's main_mlp.py uses ``cond_thresh_ratio=0.0`` (the best of 25,000: about 1.4
-    at n = 5) and von Kügelgen et al.'s 0.001. Leaky ReLU(0.2) between layers, none after the last.
-    Same rule as the reference, vectorised: candidates are drawn ``pool`` at a time and the first
-    acceptable ones kept, instead of one by one (the random stream differs, the distribution does not).
+    Each layer (entries U(-1, 1), unit-norm columns) is accepted only if its 2-norm condition number
+    is at most the ``cond_ratio`` quantile of a pool of ``pool`` such matrices; cl-ica's main_mlp.py
+    uses ``cond_thresh_ratio=0.0`` (the best of 25,000: about 1.4 at n = 5), von Kügelgen et al.
+    0.001. Vectorised: candidates are drawn ``pool`` at a time and the first acceptable ones kept,
+    not one by one (the random stream differs from the reference's, the distribution does not).
     """
     weights = _mixing_weights(n, n_layers, data_seed, pool, cond_ratio)
-    inverses = [torch.linalg.inv(w) for w in weights]
     to = dict(device=torch.device(device), dtype=torch.float32)
-    return InvertibleMLP(tuple(w.to(**to) for w in weights), tuple(w.to(**to) for w in inverses))
+    return InvertibleMLP(tuple(w.to(**to) for w in weights), tuple(torch.linalg.inv(w).to(**to) for w in weights))
 
 
 def sample_vmf(mu: Tensor, kappa: float, gen: torch.Generator, max_rounds: int = 1000) -> Tensor:
     """Exact draws z' ~ vMF(mu, kappa) on S^(d-1), one per row of ``mu`` (n, d) unit vectors.
 
-    Wood (1994): the cosine w = <z', mu> is drawn by rejection from a Beta((d-1)/2, (d-1)/2)
-    proposal (the Beta variate as a ratio of two chi^2_(d-1) sums, so that only ``gen`` is used),
-    the tangent direction uniformly on the sphere orthogonal to mu. Computed in float64 on
-    ``gen.device``; returns (n, d) float64. E<z', mu> = I_{d/2}(kappa) / I_{d/2-1}(kappa).
+    Wood (1994): the cosine w = <z', mu> is drawn by rejection from a Beta((d-1)/2, (d-1)/2) proposal (the
+    Beta variate as a ratio of two chi^2_(d-1) sums, so that only ``gen`` is used), the tangent direction
+    uniformly on the sphere orthogonal to mu. Computed in float64 on ``gen.device``; returns (n, d)
+    float64. E<z', mu> = I_{d/2}(kappa) / I_{d/2-1}(kappa).
     """
     n, d = mu.shape
     m = d - 1
     b = m / (2 * kappa + math.sqrt(4 * kappa**2 + m**2))  # stable form of (-2k + sqrt(4k^2 + m^2)) / m
     x0 = (1 - b) / (1 + b)
     c = kappa * x0 + m * math.log(1 - x0**2)
-    w = torch.empty(n, dtype=torch.float64, device=gen.device)
+    w = torch.empty(n, dtype=_F64, device=gen.device)
     pending = torch.arange(n, device=gen.device)
     for _ in range(max_rounds):
-        k = pending.numel()
-        if k == 0:
+        if (k := pending.numel()) == 0:
             break
-        chi2 = _randn(gen, k, 2, m, dtype=torch.float64).square().sum(-1)  # (k, 2)
+        chi2 = _randn(gen, k, 2, m, dtype=_F64).square().sum(-1)  # (k, 2)
         beta = chi2[:, 0] / chi2.sum(1)
         w_try = (1 - (1 + b) * beta) / (1 - (1 - b) * beta)
-        log_u = torch.log(_rand(gen, k, dtype=torch.float64))
-        accept = kappa * w_try + m * torch.log(1 - x0 * w_try) - c >= log_u
+        accept = kappa * w_try + m * torch.log(1 - x0 * w_try) - c >= torch.log(_rand(gen, k, dtype=_F64))
         w[pending[accept]] = w_try[accept]
         pending = pending[~accept]
     if pending.numel() > 0:
         raise RuntimeError(f"vMF rejection sampler did not finish in {max_rounds} rounds (kappa={kappa})")
-    mu = mu.to(device=gen.device, dtype=torch.float64)
-    xi = _randn(gen, n, d, dtype=torch.float64)
+    mu = mu.to(device=gen.device, dtype=_F64)
+    xi = _randn(gen, n, d, dtype=_F64)
     tangent = xi - (xi * mu).sum(1, keepdim=True) * mu
     tangent = tangent / tangent.norm(dim=1, keepdim=True)
     return w[:, None] * mu + torch.sqrt(1 - w**2)[:, None] * tangent
 
 
 def _uniform_sphere(gen: torch.Generator, n: int, d: int) -> Tensor:  # (n, d) float64
-    z = _randn(gen, n, d, dtype=torch.float64)
+    z = _randn(gen, n, d, dtype=_F64)
     return z / z.norm(dim=1, keepdim=True)
 
 
-# ---------------------------------------------------------------------------------------------
-# scenarios
-
-
+# --- scenarios ---------------------------------------------------------------------------------------------
 @_checked
 def hypercube(*, dim: int = 16, n_invariant: int = 3, aug_noise: float = 0.1, spurious: str = "redraw",
               data_seed: int = 0, device: Device = "cpu") -> Scenario:
     """Hypercube with invariant and spurious bits (HaoChen & Ma 2022; Saunshi et al. 2022).
 
-    b ~ U{±1}^dim, x = b + aug_noise·ε, ε ~ N(0, I): (B, dim). The positive keeps b's first
-    ``n_invariant`` = s bits and, on the other dim - s, either re-draws them uniformly
-    (``spurious="redraw"``, HaoChen & Ma) or multiplies each by its own τ ~ U(0, 1]
-    (``spurious="scale"``, Saunshi et al.'s disjoint augmentation); it adds its own noise ε'.
-    Heldout truth: ``cluster`` = sum_j [b_j > 0] 2^j over the invariant bits, in [0, 2^s);
-    ``label`` = [w · b_inv > 0] with w ~ N(0, I_s) fixed by ``data_seed`` (ties have
-    probability 0); ``bits`` = b (n, dim).
+    b ~ U{±1}^dim, x = b + aug_noise·ε, ε ~ N(0, I): (B, dim). The positive keeps b's first ``n_invariant``
+    = s bits and, on the other dim - s, either re-draws them uniformly (``spurious="redraw"``, HaoChen & Ma)
+    or multiplies each by its own τ ~ U(0, 1] (``spurious="scale"``, Saunshi et al.'s disjoint
+    augmentation); it adds its own noise ε'. Heldout truth: ``cluster`` = sum_j [b_j > 0] 2^j over the
+    invariant bits, in [0, 2^s); ``label`` = [w · b_inv > 0] with w ~ N(0, I_s) fixed by ``data_seed``
+    (ties have probability 0); ``bits`` = b (n, dim).
     """
     s = n_invariant
     if s > dim:
         raise ValueError(f"n_invariant must be <= dim, got n_invariant={s} > dim={dim}")
-    device = torch.device(device)
-    w = _randn(_frozen_generator(data_seed), s, dtype=torch.float64)  # (s,)
-    powers = 2 ** torch.arange(s)  # (s,) int64
+    w = _randn(_frozen_generator(data_seed), s, dtype=_F64)  # (s,)
 
     def bits(n: int, width: int, gen: torch.Generator) -> Tensor:  # (n, width) in {±1}
         return _randint(gen, 0, 2, n, width).float() * 2 - 1
 
     def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         b = bits(batch_size, dim, gen)  # (B, dim)
-        if spurious == "redraw":
-            spu = bits(batch_size, dim - s, gen)
-        else:
-            spu = b[:, s:] * (1 - _rand(gen, batch_size, dim - s))  # τ in (0, 1]
+        redraw = spurious == "redraw"  # else scale by τ in (0, 1]
+        spu = bits(batch_size, dim - s, gen) if redraw else b[:, s:] * (1 - _rand(gen, batch_size, dim - s))
         b_pos = torch.cat([b[:, :s], spu], dim=1)
         x = b + aug_noise * _randn(gen, batch_size, dim)
         x_pos = b_pos + aug_noise * _randn(gen, batch_size, dim)
@@ -248,10 +213,9 @@ def hypercube(*, dim: int = 16, n_invariant: int = 3, aug_noise: float = 0.1, sp
         b = bits(n, dim, gen)
         x = b + aug_noise * _randn(gen, n, dim)
         inv = b[:, :s]  # (n, s)
-        cluster = ((inv > 0).long() * powers.to(inv.device)).sum(1)
+        cluster = ((inv > 0).long() * 2 ** torch.arange(s, device=inv.device)).sum(1)
         label = (inv.double() @ w.to(inv.device) > 0).long()
-        out = {"x": x, "cluster": cluster, "label": label, "bits": b}
-        return {k: v.to(device) for k, v in out.items()}
+        return {k: v.to(device) for k, v in {"x": x, "cluster": cluster, "label": label, "bits": b}.items()}
 
     truth = {"n_clusters": 2**s, "n_invariant": s, "label_direction": w.to(device)}
     return Scenario("hypercube", dim, pairs, heldout, truth)
@@ -263,47 +227,39 @@ def gmm(*, dim: int = 16, n_clusters: int = 4, separation: float = 4.0, nuisance
         device: Device = "cpu") -> Scenario:
     """Gaussian mixture with a shared anisotropic covariance (Bansal, Kavis & Sanghavi 2024).
 
-    K = ``n_clusters`` equally likely components; means μ_k at the vertices of a centred regular
-    simplex with pairwise distance ``separation``, rotated into a random (K-1)-dim subspace U of
-    R^dim. Shared covariance Σ: std 1 on U, ``nuisance_std`` on its orthogonal complement, so
-    x = μ_c + Σ^{1/2} ε: (B, dim). At cov_tilt = 0 the mixture has variance
-    1 + separation²/(2K) along U, so PCA picks nuisance directions once nuisance_std² exceeds
-    that, while the Fisher subspace span{Σ^-1(μ_k - μ̄)} stays U. The positive is an independent
-    draw from the anchor's component with probability 1 - aug_noise, else from a uniformly drawn
-    component.
+    K = ``n_clusters`` equally likely components; means μ_k at the vertices of a centred regular simplex
+    with pairwise distance ``separation``, rotated into a random (K-1)-dim subspace U of R^dim. Shared
+    covariance Σ: std 1 on U, ``nuisance_std`` on its orthogonal complement, so x = μ_c + Σ^{1/2} ε:
+    (B, dim). At cov_tilt = 0 the mixture has variance 1 + separation²/(2K) along U, so PCA picks nuisance
+    directions once nuisance_std² exceeds that, while the Fisher subspace span{Σ^-1(μ_k - μ̄)} stays U.
+    The positive is an independent draw from the anchor's component with probability 1 - aug_noise, else
+    from a uniformly drawn component.
 
-    ``cov_tilt`` (radians, default 0 = DESIGN.md's model) rotates Σ's unit-variance directions by
-    that angle towards nuisance directions (U_j, N_j plane by plane, for the first
-    min(K-1, dim-K+1) pairs), so that the Fisher subspace differs from the mean subspace.
-    Truth: ``fisher_basis`` and ``pca_basis`` (dim, K-1) orthonormal, ``mean_basis`` U,
-    ``means`` (K, dim), ``covariance`` (dim, dim), ``pca_eigenvalues`` (dim,) descending (under
-    ties the PCA subspace is not unique and ``pca_basis`` is one choice).
+    ``cov_tilt`` (radians, default 0 = DESIGN.md's model) rotates Σ's unit-variance directions by that
+    angle towards nuisance directions (U_j, N_j plane by plane, for the first min(K-1, dim-K+1) pairs), so
+    that the Fisher subspace differs from the mean subspace. Truth: ``fisher_basis`` and ``pca_basis``
+    (dim, K-1) orthonormal, ``mean_basis`` U, ``means`` (K, dim), ``covariance`` (dim, dim),
+    ``pca_eigenvalues`` (dim,) descending (under ties ``pca_basis`` is one choice of PCA subspace).
     """
     k = n_clusters
     if k - 1 > dim:
         raise ValueError(f"n_clusters - 1 must be <= dim (the means span a (K-1)-dim subspace), "
                          f"got n_clusters={k}, dim={dim}")
-    tilt = cov_tilt
-    device = torch.device(device)
-
     frame = _random_orthogonal(dim, _frozen_generator(data_seed))  # (D, D)
     mean_basis = frame[:, : k - 1]  # U (D, K-1)
     means = separation * _simplex(k) @ mean_basis.T  # (K, D)
     eig = frame.clone()  # Σ's eigenvectors: unit-variance ones first, then nuisance ones
     n_rot = min(k - 1, dim - k + 1)
     u, v = frame[:, :n_rot], frame[:, k - 1 : k - 1 + n_rot]
-    eig[:, :n_rot] = math.cos(tilt) * u + math.sin(tilt) * v
-    eig[:, k - 1 : k - 1 + n_rot] = -math.sin(tilt) * u + math.cos(tilt) * v
-    stds = torch.ones(dim, dtype=torch.float64)
+    eig[:, :n_rot] = math.cos(cov_tilt) * u + math.sin(cov_tilt) * v
+    eig[:, k - 1 : k - 1 + n_rot] = -math.sin(cov_tilt) * u + math.cos(cov_tilt) * v
+    stds = torch.ones(dim, dtype=_F64)
     stds[k - 1 :] = nuisance_std
     cov = eig @ torch.diag(stds**2) @ eig.T  # (D, D)
-
     centred = means - means.mean(0)  # (K, D)
     fisher_dirs = torch.linalg.solve(cov, centred.T)  # (D, K) Σ^-1 (μ_k - μ̄)
     fisher_basis = torch.linalg.svd(fisher_dirs, full_matrices=False).U[:, : k - 1]
-    mixture_cov = cov + centred.T @ centred / k
-    evals, evecs = torch.linalg.eigh(mixture_cov)  # ascending
-    pca_basis = evecs.flip(1)[:, : k - 1]
+    evals, evecs = torch.linalg.eigh(cov + centred.T @ centred / k)  # the mixture's covariance, ascending
 
     to = dict(device=device, dtype=torch.float32)
     means_d, eig_d, stds_d = means.to(**to), eig.to(**to), stds.to(**to)
@@ -323,16 +279,9 @@ def gmm(*, dim: int = 16, n_clusters: int = 4, separation: float = 4.0, nuisance
         c_d = c.to(device)
         return {"x": draw(c, gen), "cluster": c_d, "label": c_d.clone()}
 
-    truth = {
-        "n_clusters": k,
-        "fisher_basis": fisher_basis.to(**to),
-        "pca_basis": pca_basis.to(**to),
-        "pca_eigenvalues": evals.flip(0).to(**to),
-        "mean_basis": mean_basis.to(**to),
-        "means": means_d,
-        "covariance": cov.to(**to),
-    }
-    return Scenario("gmm", dim, pairs, heldout, truth)
+    truth = dict(fisher_basis=fisher_basis, pca_basis=evecs.flip(1)[:, : k - 1], pca_eigenvalues=evals.flip(0),
+                 mean_basis=mean_basis, means=means, covariance=cov)
+    return Scenario("gmm", dim, pairs, heldout, {"n_clusters": k, **{key: t.to(**to) for key, t in truth.items()}})
 
 
 @_checked
@@ -340,16 +289,13 @@ def sphere_mixing(*, latent_dim: int = 5, kappa: float = 10.0, mixing_layers: in
                   device: Device = "cpu") -> Scenario:
     """Latents on the sphere seen through an invertible MLP (Zimmermann et al. 2021, cl-ica).
 
-    z ~ U(S^(latent_dim-1)), positive z' ~ vMF(z, kappa) (exact, :func:`sample_vmf`);
-    x = g(z), x' = g(z'): (B, latent_dim), g a frozen ``mixing_layers``-layer leaky-ReLU MLP
-    (:func:`invertible_mlp`, drawn from ``data_seed``; 0 layers = identity).
-    Heldout truth: ``latent`` = z (n, latent_dim). Static truth: ``mixing`` = g (with
-    ``g.inverse``).
+    z ~ U(S^(latent_dim-1)), positive z' ~ vMF(z, kappa) (exact, :func:`sample_vmf`); x = g(z), x' = g(z'):
+    (B, latent_dim), g a frozen ``mixing_layers``-layer leaky-ReLU MLP (:func:`invertible_mlp`, drawn from
+    ``data_seed``; 0 layers = identity). Heldout truth: ``latent`` = z (n, latent_dim). Static truth:
+    ``mixing`` = g (with ``g.inverse``).
     """
     d = latent_dim
-    n_layers = mixing_layers
-    device = torch.device(device)
-    g = invertible_mlp(d, n_layers, data_seed, device)
+    g = invertible_mlp(d, mixing_layers, data_seed, device)
 
     def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         z = _uniform_sphere(gen, batch_size, d)
@@ -363,12 +309,6 @@ def sphere_mixing(*, latent_dim: int = 5, kappa: float = 10.0, mixing_layers: in
     return Scenario("sphere_mixing", d, pairs, heldout, {"mixing": g, "latent_dim": d})
 
 
-def _wishart(gen: torch.Generator, d: int) -> Tensor:
-    """(d, d) float64 draw of Wishart(df = d, I): A A^T with A (d, d) standard normal."""
-    a = _randn(gen, d, d, dtype=torch.float64)
-    return a @ a.T
-
-
 @_checked
 def content_style(*, content_dim: int = 5, style_dim: int = 5, aug_noise: float = 1.0,
                   style_change_prob: float = 0.75, dependence: bool = True, mixing_layers: int = 3,
@@ -377,45 +317,39 @@ def content_style(*, content_dim: int = 5, style_dim: int = 5, aug_noise: float 
     experiment: ssl_identifiability's ``--style-change-prob 0.75 --statistical-dependence
     --content-dependent-style``; the setting Bizeul et al. 2024 discuss).
 
-    z = (c, s): c ~ N(0, Σ_c), s = s0 + B c + a with s0 ~ N(0, Σ_s) (style depends on content);
-    with ``dependence`` Σ_c, Σ_s and the change covariance Σ_a are Wishart(df = dim, I) draws and
-    B, a standard normal, all frozen by ``data_seed``; without it Σ = I and B = a = 0. The positive
-    keeps c exactly and changes each style dimension with probability ``style_change_prob``:
-    s' = s + m ⊙ aug_noise·ε, m_j ~ Bernoulli(style_change_prob), ε ~ N(0, Σ_a).
-    x = g(z), x' = g(c, s'): (B, content_dim + style_dim), g the frozen ``mixing_layers``-layer
-    leaky-ReLU MLP of :func:`invertible_mlp` with the reference's rule (0.1% quantile of 25,000).
-    Differs from the reference on purpose: the content block is drawn from Σ_c (the reference's
-    sampler reads Σ_s for both blocks, a late-binding slip), and ``aug_noise`` scales the change
-    (the reference's ε has unit scale: aug_noise = 1).
-    Heldout truth: ``latent`` = (c, s) (n, content_dim + style_dim), ``content`` (n, content_dim),
-    ``style`` (n, style_dim). Static truth: ``mixing`` = g.
+    z = (c, s): c ~ N(0, Σ_c), s = s0 + B c + a with s0 ~ N(0, Σ_s) (style depends on content); with
+    ``dependence`` Σ_c, Σ_s and the change covariance Σ_a are Wishart(df = dim, I) draws and B, a standard
+    normal, all frozen by ``data_seed``; without it Σ = I and B = a = 0. The positive keeps c exactly and
+    changes each style dimension with probability ``style_change_prob``: s' = s + m ⊙ aug_noise·ε,
+    m_j ~ Bernoulli(style_change_prob), ε ~ N(0, Σ_a). x = g(z), x' = g(c, s'): (B, content_dim +
+    style_dim), g the frozen ``mixing_layers``-layer MLP of :func:`invertible_mlp` with the reference's
+    rule (0.1% quantile of 25,000). Differs from the reference on purpose: the content block is drawn from
+    Σ_c (the reference's sampler reads Σ_s for both blocks, a late-binding slip), and ``aug_noise`` scales
+    the change (the reference's ε has unit scale: aug_noise = 1). Heldout truth: ``latent`` = (c, s)
+    (n, content_dim + style_dim), ``content`` (n, content_dim), ``style`` (n, style_dim). Static truth:
+    ``mixing`` = g.
     """
-    n_c = content_dim
-    n_s = style_dim
-    p_change = style_change_prob
-    n_layers = mixing_layers
-    device = torch.device(device)
-    d = n_c + n_s
-    seed = data_seed
-    frozen = _frozen_generator(seed)
+    n_c, n_s = content_dim, style_dim
+    frozen = _frozen_generator(data_seed)
     if dependence:
-        chol_c, chol_s, chol_a = (torch.linalg.cholesky(_wishart(frozen, k)) for k in (n_c, n_s, n_s))
-        b_mat, offset = _randn(frozen, n_s, n_c, dtype=torch.float64), _randn(frozen, n_s, dtype=torch.float64)
+        wisharts = [a @ a.T for a in (_randn(frozen, k, k, dtype=_F64) for k in (n_c, n_s, n_s))]  # A A^T, A ~ N
+        chol_c, chol_s, chol_a = (torch.linalg.cholesky(w) for w in wisharts)
+        b_mat, offset = _randn(frozen, n_s, n_c, dtype=_F64), _randn(frozen, n_s, dtype=_F64)
     else:
-        chol_c, chol_s, chol_a = torch.eye(n_c, dtype=torch.float64), *(torch.eye(n_s, dtype=torch.float64),) * 2
-        b_mat, offset = torch.zeros(n_s, n_c, dtype=torch.float64), torch.zeros(n_s, dtype=torch.float64)
+        chol_c, chol_s, chol_a = torch.eye(n_c, dtype=_F64), *(torch.eye(n_s, dtype=_F64),) * 2
+        b_mat, offset = torch.zeros(n_s, n_c, dtype=_F64), torch.zeros(n_s, dtype=_F64)
     chol_c, chol_s, chol_a, b_mat, offset = (t.to(device) for t in (chol_c, chol_s, chol_a, b_mat, offset))
-    g = invertible_mlp(d, n_layers, seed, device, cond_ratio=0.001)
+    g = invertible_mlp(n_c + n_s, mixing_layers, data_seed, device, cond_ratio=0.001)
 
     def latents(n: int, gen: torch.Generator) -> Tensor:  # (n, c + s) float64
-        c = _randn(gen, n, n_c, dtype=torch.float64).to(device) @ chol_c.T
-        s = _randn(gen, n, n_s, dtype=torch.float64).to(device) @ chol_s.T + c @ b_mat.T + offset
+        c = _randn(gen, n, n_c, dtype=_F64).to(device) @ chol_c.T
+        s = _randn(gen, n, n_s, dtype=_F64).to(device) @ chol_s.T + c @ b_mat.T + offset
         return torch.cat([c, s], dim=1)
 
     def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         z = latents(batch_size, gen)
-        change = (_rand(gen, batch_size, n_s, dtype=torch.float64) < p_change).to(device)
-        eps = _randn(gen, batch_size, n_s, dtype=torch.float64).to(device) @ chol_a.T
+        change = (_rand(gen, batch_size, n_s, dtype=_F64) < style_change_prob).to(device)
+        eps = _randn(gen, batch_size, n_s, dtype=_F64).to(device) @ chol_a.T
         z_pos = torch.cat([z[:, :n_c], z[:, n_c:] + change * aug_noise * eps], dim=1)
         return g(z.float()), g(z_pos.float())
 
@@ -424,7 +358,7 @@ def content_style(*, content_dim: int = 5, style_dim: int = 5, aug_noise: float 
         return {"x": g(z), "latent": z, "content": z[:, :n_c].clone(), "style": z[:, n_c:].clone()}
 
     truth = {"mixing": g, "content_dim": n_c, "style_dim": n_s}
-    return Scenario("content_style", d, pairs, heldout, truth)
+    return Scenario("content_style", n_c + n_s, pairs, heldout, truth)
 
 
 @_checked
@@ -433,25 +367,21 @@ def nested_clusters(*, dim: int = 16, n_groups: int = 4, n_sub: int = 4, group_s
                     data_seed: int = 0, device: Device = "cpu") -> Scenario:
     """Groups of close sub-clusters (HaoChen & Ma 2022, the Lipschitz example).
 
-    r = ``n_groups`` group centres at the vertices of a centred regular simplex with pairwise
-    distance ``group_separation`` in a random subspace; each group holds ``n_sub`` sub-cluster
-    centres, a simplex with pairwise distance ``sub_separation`` in its own random subspace
-    around the group centre (r0 = n_groups·n_sub sub-clusters). x = centre + cluster_std·ε:
-    (B, dim), sub-cluster uniform. The positive is a fresh draw from the anchor's sub-cluster
-    with probability 1 - aug_noise, else from a different sub-cluster of the same group, drawn
-    uniformly (n_sub = 1: the same one). aug_noise = 0 (default) is HaoChen & Ma's setting:
-    each sub-cluster is its own component of the augmentation graph, yet sub-clusters of a
-    group are close, so a smooth encoder sees about r clusters.
-    Heldout truth: ``cluster`` = ``label`` = group in [0, n_groups), ``subcluster`` in
-    [0, r0) with group = subcluster // n_sub. Static truth: ``group_centres`` (r, dim),
-    ``subcluster_centres`` (r0, dim).
+    r = ``n_groups`` group centres at the vertices of a centred regular simplex with pairwise distance
+    ``group_separation`` in a random subspace; each group holds ``n_sub`` sub-cluster centres, a simplex
+    with pairwise distance ``sub_separation`` in its own random subspace around the group centre
+    (r0 = n_groups·n_sub sub-clusters). x = centre + cluster_std·ε: (B, dim), sub-cluster uniform. The
+    positive is a fresh draw from the anchor's sub-cluster with probability 1 - aug_noise, else from a
+    different sub-cluster of the same group, drawn uniformly (n_sub = 1: the same one). aug_noise = 0
+    (default) is HaoChen & Ma's setting: each sub-cluster is its own component of the augmentation graph,
+    yet sub-clusters of a group are close, so a smooth encoder sees about r clusters. Heldout truth:
+    ``cluster`` = ``label`` = group in [0, n_groups), ``subcluster`` in [0, r0) with group = subcluster //
+    n_sub. Static truth: ``group_centres`` (r, dim), ``subcluster_centres`` (r0, dim).
     """
     r = n_groups
     if r - 1 > dim or n_sub - 1 > dim:
         raise ValueError(f"n_groups - 1 and n_sub - 1 must be <= dim (each set of centres is a simplex), "
                          f"got n_groups={r}, n_sub={n_sub}, dim={dim}")
-    device = torch.device(device)
-
     frozen = _frozen_generator(data_seed)
     groups = group_separation * _simplex(r) @ _random_orthogonal(dim, frozen)[:, : r - 1].T  # (r, D)
     sub_bases = [_random_orthogonal(dim, frozen)[:, : n_sub - 1] for _ in range(r)]  # r x (D, n_sub-1)
@@ -464,12 +394,11 @@ def nested_clusters(*, dim: int = 16, n_groups: int = 4, n_sub: int = 4, group_s
 
     def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         sub = _randint(gen, 0, r * n_sub, batch_size)
+        sub_pos = sub
         if n_sub > 1:
             same = _rand(gen, batch_size) < 1 - aug_noise
             other = sub // n_sub * n_sub + (sub % n_sub + _randint(gen, 1, n_sub, batch_size)) % n_sub
             sub_pos = torch.where(same, sub, other)
-        else:
-            sub_pos = sub
         return draw(sub, gen), draw(sub_pos, gen)
 
     def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
@@ -477,19 +406,10 @@ def nested_clusters(*, dim: int = 16, n_groups: int = 4, n_sub: int = 4, group_s
         group = (sub // n_sub).to(device)
         return {"x": draw(sub, gen), "cluster": group, "label": group.clone(), "subcluster": sub.to(device)}
 
-    truth = {
-        "n_clusters": r,
-        "n_subclusters": r * n_sub,
-        "group_centres": groups.to(device=device, dtype=torch.float32),
-        "subcluster_centres": centres_d,
-    }
+    truth = {"n_clusters": r, "n_subclusters": r * n_sub,
+             "group_centres": groups.to(device=device, dtype=torch.float32), "subcluster_centres": centres_d}
     return Scenario("nested_clusters", dim, pairs, heldout, truth)
 
 
 SCENARIOS: dict[str, Callable[..., Scenario]] = {
-    "hypercube": hypercube,
-    "gmm": gmm,
-    "sphere_mixing": sphere_mixing,
-    "content_style": content_style,
-    "nested_clusters": nested_clusters,
-}
+    f.__name__: f for f in (hypercube, gmm, sphere_mixing, content_style, nested_clusters)}

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -135,6 +136,18 @@ def _study_links(uri: str, url: str) -> list[tuple[str, str]]:
             for e in sorted(experiments, key=lambda e: e.name) if e.name != "Default"]
 
 
+def _wait(process: subprocess.Popen, timeout: float | None) -> int:
+    """``process.wait(timeout)`` that lets this process's signal handlers run meanwhile: a signal may land on
+    another of its threads (a library's), and a blocking ``waitpid`` in the main thread then sleeps on."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return process.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() > deadline:
+                raise
+
+
 def _ui(args: argparse.Namespace) -> int:
     """MLflow's UI for one local user: one web worker, no job consumers (MLflow's GenAI jobs); the URL is
     printed once the server answers; a port already taken is an error (exit 2), not a second server."""
@@ -153,13 +166,20 @@ def _ui(args: argparse.Namespace) -> int:
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", _UI_HOST,
            "--port", str(args.port), "--workers", str(args.workers)]
-    server = subprocess.Popen(cmd, env=env)
+    # A process group of its own, signalled as a whole: ``mlflow ui`` forwards a signal to its web worker, which
+    # may then finish serving yet not exit (an idle AnyIO worker thread keeps it); signalled itself too, as a
+    # terminal's Ctrl-C would, it exits.
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
     stopping: list[int] = []
+
+    def signal_server(signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signum)
 
     def stop(signum: int, _frame: Any) -> None:  # Ctrl-C or a kill: the server goes too, never left behind
         stopping.append(signum)
         if server.poll() is None:
-            server.send_signal(signum)
+            signal_server(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: a shell's background job ignores SIGINT
         signal.signal(signum, stop)
@@ -173,7 +193,7 @@ def _ui(args: argparse.Namespace) -> int:
             print(f"clphase ui: error: the MLflow UI did not answer on {url} within {args.wait_s:g} s",
                   file=sys.stderr)
             stop(signal.SIGTERM, None)
-            server.wait(timeout=60)
+            _wait(server, 60)
             return 1
         time.sleep(0.5)
     if not stopping:
@@ -182,9 +202,9 @@ def _ui(args: argparse.Namespace) -> int:
         sys.stdout.write("\n".join(lines) + "\n")  # one write: the server's own log lines do not come between
         sys.stdout.flush()
     try:
-        code = server.wait(timeout=None if not stopping else 60)
+        code = _wait(server, None if not stopping else 60)
     except subprocess.TimeoutExpired:
-        server.kill()
+        signal_server(signal.SIGKILL)
         code = server.wait()
     return 0 if stopping else code
 

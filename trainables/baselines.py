@@ -1,29 +1,14 @@
 """Baselines: every metric measured on representations that need no training.
 
-An *oracle* is a representation the theory names as ideal for a function class; the *input* is x itself,
-the floor an encoder must beat (cl-ica's identity baseline: the metric of g(z)). Each is a pure function
-of a scenario's held-out sample and its truth, ``(heldout, truth) -> (n, E)``, and is measured by
-``trainables.metrics.evaluate_many``: the same probes, on the same held-out sample (drawn as the engine
-draws it, ``seed + 0x5EED``) with the same split and labellings as a trial of that seed, so a baseline reads
-exactly as a trained encoder's embedding would. (On a GPU the engine draws its held-out sample there, with
-another random stream: the same distribution and size, other draws.)
-
-Every oracle is a function of x and the scenario's frozen parameters, never of the held-out labels: an
-encoder could output it, so a threshold above every oracle of its metric is out of any encoder's reach.
-
-========================  ==========================  ==================================================
-scenario                  oracle                      ideal for
-========================  ==========================  ==================================================
-``hypercube``             ``invariant_coords``        a linear encoder: x[:, :s], the best linear map of x
-                          ``cluster_posterior``       an encoder that recovers every cluster: P(cluster | x)
-                                                      over the 2^s patterns (the one-hots at aug_noise 0)
-``gmm``                   ``fisher_projection``       a linear encoder: x projected on the Fisher subspace
-``sphere_mixing``         ``latent``                  an encoder that inverts g: z = g^-1(x)
-``content_style``         ``content``                 a contrastive encoder: the content block of g^-1(x)
-``nested_clusters``       ``group_posterior``         a smooth encoder (embedding_dim ~ r): P(group | x)
-                          ``subcluster_posterior``    an encoder that keeps all r0 sub-clusters: P(sub | x)
-every scenario            ``input`` (kind input)      nothing: x itself
-========================  ==========================  ==================================================
+An *oracle* is a representation the theory names as ideal for a function class (``BASELINES``, with what each is
+ideal for); the *input* is x itself, the floor an encoder must beat (cl-ica's identity baseline: the metric of g(z)).
+Each is a pure function of a scenario's held-out sample and truth, ``(heldout, truth) -> (n, E)``, measured by
+``trainables.metrics.evaluate_many`` with the same probes, held-out sample (drawn as the engine draws it,
+``seed + 0x5EED``), split and labellings as a trial of that seed, so a baseline reads exactly as a trained encoder's
+embedding would. (On a GPU the engine draws its held-out sample there, with another random stream: the same
+distribution and size, other draws.) Every oracle is a function of x and the scenario's frozen parameters, never of
+the held-out labels: an encoder could output it, so a threshold above every oracle of its metric is out of any
+encoder's reach.
 """
 
 from __future__ import annotations
@@ -70,10 +55,6 @@ class Baseline:
     undefined: tuple[str, ...] = ()
 
 
-def _input(heldout: Mapping[str, Tensor], truth: Mapping[str, Any]) -> Tensor:
-    return heldout["x"]
-
-
 def _bit_posterior(x: Tensor, sigma: float) -> Tensor:
     """(n, s) -> (n, 2^s) P(b_inv = pattern c | x_inv), patterns in cluster-id order (bit j of c: b_j > 0).
 
@@ -93,9 +74,7 @@ def _bit_posterior(x: Tensor, sigma: float) -> Tensor:
 
 def _hypercube_posterior(heldout: Mapping[str, Tensor], truth: Mapping[str, Any]) -> Tensor | None:
     s = int(truth["n_invariant"])
-    if 2**s > MAX_POSTERIOR_CLASSES:
-        return None
-    return _bit_posterior(heldout["x"][:, :s], float(truth["aug_noise"]))
+    return None if 2**s > MAX_POSTERIOR_CLASSES else _bit_posterior(heldout["x"][:, :s], float(truth["aug_noise"]))
 
 
 def _gaussian_posterior(x: Tensor, centres: Tensor, std: float) -> Tensor:
@@ -119,7 +98,7 @@ def _nested_posterior(by: str) -> Representation:
 
 # The identity's linearised map is I: every input direction has the same gain, so "the top-q directions"
 # that subspace_overlap compares with the Fisher subspace are not defined (round-off would pick them).
-INPUT = Baseline("input", "input", "no encoder: x itself, the floor an encoder must beat", _input,
+INPUT = Baseline("input", "input", "no encoder: x itself, the floor an encoder must beat", lambda h, t: h["x"],
                  undefined=("subspace_overlap",))
 BASELINES: dict[str, tuple[Baseline, ...]] = {
     "hypercube": (
@@ -167,16 +146,10 @@ def representations(scenario: Scenario, heldout: Mapping[str, Tensor],
                     setting: Mapping[str, Any]) -> dict[str, Tensor]:
     """Every baseline this setting has (``setting``: the scenario's keys, see ``setting_of``): name -> (n, E)
     float64."""
-    truth = dict(scenario.truth)
-    for key in ("aug_noise", "cluster_std"):  # frozen parameters an oracle needs that the truth does not carry
-        if key in setting:
-            truth.setdefault(key, setting[key])
-    out = {}
-    for baseline in BASELINES[scenario.name]:
-        z = baseline.represent(heldout, truth)
-        if z is not None:
-            out[baseline.name] = z.reshape(len(z), -1).double()
-    return out
+    # frozen parameters an oracle needs that the truth does not carry
+    truth = {**{k: setting[k] for k in ("aug_noise", "cluster_std") if k in setting}, **scenario.truth}
+    zs = {baseline.name: baseline.represent(heldout, truth) for baseline in BASELINES[scenario.name]}
+    return {name: z.reshape(len(z), -1).double() for name, z in zs.items() if z is not None}
 
 
 def _digest(seed: int, z: Tensor, heldout: Mapping[str, Tensor], truth: Mapping[str, Any]) -> bytes:
@@ -187,47 +160,42 @@ def _digest(seed: int, z: Tensor, heldout: Mapping[str, Tensor], truth: Mapping[
                                                          if isinstance(v, Tensor | int | float))]
     for key, value in parts:
         h.update(key.encode())
-        data = value.detach().cpu().contiguous().numpy().tobytes() if isinstance(value, Tensor) else repr(value)
-        h.update(data if isinstance(data, bytes) else data.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes() if isinstance(value, Tensor)
+                 else repr(value).encode())
     return h.digest()
 
 
 def measure(configs: Sequence[Mapping[str, Any]], *, names: Sequence[str] | None = None,
             batch: int = 16) -> list[dict[str, Any]]:
-    """Every baseline of every distinct setting of ``configs`` (effective configs; the encoder's keys are
-    ignored): one row each, ``scenario``, ``baseline``, ``kind``, ``ideal_for``, ``dims``, the setting's keys
-    and every metric ``evaluate`` reports. Each scenario is built once per setting; representations of one
-    scenario and n_eval are evaluated ``batch`` at a time by one ``evaluate_many`` call, and a representation
-    whose held-out sample, truth and seed another one already has is evaluated once. ``names``: only these
-    baselines."""
+    """Every baseline of every distinct setting of ``configs`` (effective configs; the encoder's keys are ignored):
+    one row each, ``scenario``, ``baseline``, ``kind``, ``ideal_for``, ``dims``, the setting's keys and every metric
+    ``evaluate`` reports. Each scenario is built once per setting; representations of one scenario and n_eval are
+    evaluated ``batch`` at a time by one ``evaluate_many`` call, and a representation whose held-out sample, truth
+    and seed another one already has is evaluated once. ``names``: only these baselines."""
     settings: dict[tuple, dict[str, Any]] = {}
-    for config in configs:
-        setting = setting_of(config)
+    for setting in map(setting_of, configs):
         settings.setdefault(tuple(setting.items()), setting)
     jobs: dict[tuple[str, int], dict[bytes, tuple]] = {}  # (scenario, n_eval) -> digest -> (seed, z, heldout, truth)
-    placed: list[tuple[dict[str, Any], Baseline, int, tuple[str, int], bytes]] = []
+    placed: list[tuple[dict[str, Any], Baseline, int, bytes]] = []
     for setting in settings.values():
         scenario, heldout = heldout_of(setting)
+        seed, group = int(setting["seed"]), (setting["scenario"], int(setting["n_eval"]))
         for name, z in representations(scenario, heldout, setting).items():
-            if names is not None and name not in names:
-                continue
-            group = (setting["scenario"], int(setting["n_eval"]))
-            digest = _digest(int(setting["seed"]), z, heldout, scenario.truth)
-            jobs.setdefault(group, {}).setdefault(digest, (int(setting["seed"]), z, heldout, scenario.truth))
-            spec = next(b for b in BASELINES[scenario.name] if b.name == name)
-            placed.append((setting, spec, int(z.shape[1]), group, digest))
+            if names is None or name in names:
+                digest = _digest(seed, z, heldout, scenario.truth)
+                jobs.setdefault(group, {}).setdefault(digest, (seed, z, heldout, scenario.truth))
+                spec = next(b for b in BASELINES[scenario.name] if b.name == name)
+                placed.append((setting, spec, int(z.shape[1]), digest))
     results: dict[bytes, dict[str, float]] = {}
-    for group in jobs.values():
-        todo = list(group.items())
+    for group_jobs in jobs.values():
+        todo = list(group_jobs.items())
         for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
-            dims = [job[1].shape[1] for _, job in chunk]
-            stacked = torch.stack([torch.nn.functional.pad(job[1], (0, max(dims) - d))
-                                   for (_, job), d in zip(chunk, dims, strict=True)])  # (K, n, E_max)
-            metrics = evaluate_many(stacked, [job[2] for _, job in chunk], [job[3] for _, job in chunk],
-                                    [job[0] for _, job in chunk], dims=dims)
-            results.update((digest, values) for (digest, _), values in zip(chunk, metrics, strict=True))
+            digests, chunk = zip(*todo[start:start + batch], strict=True)
+            seeds, zs, heldouts, truths = (list(column) for column in zip(*chunk, strict=True))
+            dims = [z.shape[1] for z in zs]
+            stacked = torch.stack([torch.nn.functional.pad(z, (0, max(dims) - z.shape[1])) for z in zs])  # (K, n, E)
+            results.update(zip(digests, evaluate_many(stacked, heldouts, truths, seeds, dims=dims), strict=True))
     return [{"scenario": setting["scenario"], "baseline": spec.name, "kind": spec.kind, "ideal_for": spec.ideal_for,
              "dims": dims, **{k: v for k, v in setting.items() if k != "scenario"},
              **{k: (math.nan if k in spec.undefined else v) for k, v in results[digest].items()}}
-            for setting, spec, dims, _, digest in placed]
+            for setting, spec, dims, digest in placed]

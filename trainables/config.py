@@ -1,15 +1,12 @@
-"""A trial's config: flat dict whose keys are the keyword names of the functions they feed.
+"""A trial's config: a flat dict whose keys are the keyword names of the functions they feed.
 
-``resolve(config)`` splits it into the scenario's, the encoder's and the loss's keyword
-arguments and the training loop's settings, checks every name, type and range, and says which
-key is wrong, its value and what is valid. A key that belongs to another scenario, encoder or
-loss than the chosen one is ignored for this trial (its type is still checked), so that one sweep
-can mix, e.g., ``linear`` and ``mlp`` encoders under a shared ``width``; a key that feeds nothing
-at all is an error.
-
-Each key's type and range are stated once: ``TRAINING`` for the loop's own settings; for the
-scenarios', encoders' and losses' keyword arguments, their annotated defaults in the function's
-signature plus ``KWARG_BOUNDS``. Spec validation (``study.spec``) and the trial use the same check.
+``resolve(config)`` splits it into the scenario's, the encoder's and the loss's keyword arguments and the
+training loop's settings, checks every name, type and range, and says which key is wrong, its value and
+what is valid. A key of another scenario, encoder or loss than the chosen one is ignored for this trial (its
+type is still checked), so one sweep can mix, e.g., ``linear`` and ``mlp`` encoders under a shared ``width``;
+a key that feeds nothing at all is an error. Each key's type and range are stated once: ``TRAINING`` for the
+loop's settings; the functions' annotated signature defaults plus ``KWARG_BOUNDS`` for their keyword
+arguments. Spec validation (``study.spec``) and the trial use the same check.
 """
 
 from __future__ import annotations
@@ -103,10 +100,8 @@ class Param:
 def _as_type(kind: type, value: Any) -> Any:
     """``value`` as ``kind``, or None where it is not one (bools are not numbers; NaN and inf are not
     finite numbers)."""
-    if kind is bool:
-        return value if isinstance(value, bool) else None
-    if kind is str:
-        return value if isinstance(value, str) else None
+    if kind in (bool, str):
+        return value if isinstance(value, kind) else None
     if type(value) not in (int, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         return None
     if not math.isfinite(value):
@@ -191,9 +186,8 @@ def params_of(fn: Callable[..., Any]) -> dict[str, Param]:
     ``input_dim`` or a loss's embeddings, are filled by the trainer), typed by their annotations."""
     out = {}
     for name, p in inspect.signature(fn, eval_str=True).parameters.items():
-        if name in _NOT_KWARGS or p.default is inspect.Parameter.empty:
-            continue
-        if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+        if (name in _NOT_KWARGS or p.default is inspect.Parameter.empty
+                or p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)):
             continue
         kind = p.annotation if p.annotation in (int, float, str, bool) else type(p.default)
         bounds = KWARG_BOUNDS.get(f"{fn.__name__}.{name}") or KWARG_BOUNDS.get(name) or Bounds()
@@ -225,18 +219,12 @@ def param(key: str, function: str | None = None) -> Param:
 
 def known_keys() -> list[str]:
     """Every config key that feeds some function, sorted."""
-    return list(_known(tuple(fn for _, registry in _REGISTRIES for fn in registry.values())))
-
-
-@functools.cache
-def _known(functions: tuple[Callable[..., Any], ...]) -> tuple[str, ...]:
-    return tuple(sorted(set(TRAINING).union(*(params_of(fn) for fn in functions))))
+    return sorted(set(TRAINING).union(*(params_of(fn) for _, registry in _REGISTRIES for fn in registry.values())))
 
 
 def keys_of(kind: str, name: str) -> list[str]:
     """The config keys the named scenario, encoder or loss takes (its keyword arguments)."""
-    registry = dict(_REGISTRIES)[kind]
-    fn = _lookup(kind, name, registry)
+    fn = _lookup(kind, name, dict(_REGISTRIES)[kind])
     return list(params_of(fn)) + [k for k in _training_keys_of(fn) if k not in params_of(fn)]
 
 
@@ -279,15 +267,14 @@ class ResolvedConfig:
 def resolve(config: Mapping[str, Any]) -> ResolvedConfig:
     """Split and check a (possibly nested) config; raises ConfigError naming the bad key."""
     config = flatten(config)
-    unknown = sorted(set(config).difference(_known(tuple(fn for _, r in _REGISTRIES for fn in r.values()))))
+    unknown = sorted(set(config).difference(known_keys()))
     if unknown:
         raise ConfigError(_unknown_message(unknown), unknown[0])
     training = {k: p.check(k, config[k]) if k in config else p.default for k, p in TRAINING.items()}
     out = ResolvedConfig(training["scenario"], training["encoder"], training["loss"], training=training)
     used = set(TRAINING)
-    for (kind, registry), target in zip(_REGISTRIES, (out.scenario_kwargs, out.encoder_kwargs, out.loss_kwargs),
-                                        strict=True):
-        fn = _lookup(kind, training[kind], registry)
+    for kind, registry in _REGISTRIES:
+        fn, target = _lookup(kind, training[kind], registry), getattr(out, f"{kind}_kwargs")
         for key, p in params_of(fn).items():
             target[key] = p.check(key, config[key]) if key in config else p.default
             used.add(key)

@@ -1,12 +1,11 @@
 """The Ray Tune function trainable: the only module of ``trainables`` that imports Ray.
 
-Every trial trains a pack (``trainables.engine.Pack``): ``config["pack"]`` lists K effective configs,
-K >= 1, resolved once in the driver (a grid's packs, a searcher's suggestions: ``study.suggest``). Every
-``eval_every`` steps the trial reports each config's held-out metrics under ``"pack"`` (the driver turns
-them into one Parquet row and one MLflow child per config) with a checkpoint of the whole pack, and,
-for Tune's bookkeeping, the objective's best value over the pack under its own name. It resumes from
-Tune's checkpoint after a failure or a restored study and uses the GPU Ray gave it (capping its memory
-to its fractional share).
+Every trial trains a pack (``trainables.engine.Pack``) of the K >= 1 effective configs in ``config["pack"]``,
+resolved once in the driver (a grid's packs, a searcher's suggestions: ``study.suggest``). Every ``eval_every``
+steps it reports each config's held-out metrics under ``"pack"`` (one Parquet row and one MLflow child per
+config, in the driver) with a checkpoint of the whole pack, and, for Tune's bookkeeping, the objective's best
+value over the pack under its own name. It resumes from Tune's checkpoint after a failure or a restored study
+and uses the GPU Ray gave it (capping its memory to its fractional share).
 """
 
 from __future__ import annotations
@@ -32,12 +31,11 @@ def trial_device() -> torch.device:
     resources = ray.get_runtime_context().get_assigned_resources()
     torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
     gpu_share = resources.get("GPU", 0.0)
-    if gpu_share > 0 and torch.cuda.is_available():
-        device = torch.device("cuda", 0)
-        if gpu_share < 1:
-            torch.cuda.set_per_process_memory_fraction(gpu_share, device)
-        return device
-    return torch.device("cpu")
+    if not (gpu_share > 0 and torch.cuda.is_available()):
+        return torch.device("cpu")
+    if gpu_share < 1:
+        torch.cuda.set_per_process_memory_fraction(gpu_share, torch.device("cuda", 0))
+    return torch.device("cuda", 0)
 
 
 def contrastive(config: dict[str, Any]) -> None:
@@ -46,8 +44,7 @@ def contrastive(config: dict[str, Any]) -> None:
     objective, mode = config.get("objective", "randlabel_acc"), config.get("mode", "max")
     requested = str(configs[0].get("device", "auto"))
     pack = Pack(configs, device=trial_device() if requested == "auto" else requested)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    if (checkpoint := tune.get_checkpoint()) is not None:
         with checkpoint.as_directory() as folder:
             pack.load_state_dict(torch.load(Path(folder) / _STATE, map_location=pack.device, weights_only=False))
     node_id = ray.get_runtime_context().get_node_id()  # node_ip alone cannot tell two nodes of one host apart

@@ -6,15 +6,14 @@ normalisation of its output (``normalize``): the shape the training engine stack
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,  # negative slope 0.01, torch's default and cl-ica's encoders'
-}
+# leaky_relu: negative slope 0.01, torch's default and cl-ica's encoders'
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
 NORMALIZATIONS = ("none", "sphere")
 
 
@@ -55,18 +54,14 @@ def hidden_sizes(width: int, depth: int, hidden: str) -> list[int]:
 
 def mlp(input_dim: int, embedding_dim: int, width: int = 64, depth: int = 2, hidden: str = "",
         activation: str = "relu", normalize: str = "none") -> nn.Module:
-    """An MLP with ``depth`` hidden layers of ``width`` units, or the sizes listed in ``hidden`` (cl-ica's
-    encoder is ``hidden: "50,250,250,250,250,50"`` for 5 latents), ``activation`` between layers and a
-    linear head."""
+    """An MLP with ``depth`` hidden layers of ``width`` units, or the sizes listed in ``hidden`` (cl-ica's encoder is
+    ``hidden: "50,250,250,250,250,50"`` for 5 latents), ``activation`` between layers and a linear head."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
-    layers: list[nn.Module] = []
-    fan_in = input_dim
-    for size in hidden_sizes(width, depth, hidden):
-        layers += [nn.Linear(fan_in, size), ACTIVATIONS[activation]()]
-        fan_in = size
-    layers.append(nn.Linear(fan_in, embedding_dim))
-    return _finish(layers, normalize)
+    sizes = [input_dim, *hidden_sizes(width, depth, hidden)]
+    layers = [m for fan_in, size in itertools.pairwise(sizes)
+              for m in (nn.Linear(fan_in, size), ACTIVATIONS[activation]())]
+    return _finish([*layers, nn.Linear(sizes[-1], embedding_dim)], normalize)
 
 
 def n_params(module: nn.Module) -> int:

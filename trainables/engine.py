@@ -2,27 +2,25 @@
 
 A phase diagram is hundreds of tiny trials; one at a time they leave a device idle and pay Python's
 per-operation overhead K times over. ``Pack(configs)`` stacks K configs that differ only in
-``PER_CONFIG_KEYS`` into one model whose every weight carries a leading config axis: one forward, one
-backward and one optimiser step per training step for all K. A lone config is a pack of one, and
-``train(config)`` is that call: there is no other loop.
+``PER_CONFIG_KEYS`` into one model whose every weight carries a leading config axis: one forward, backward
+and optimiser step per training step for all K. ``train(config)`` is a pack of one: there is no other loop.
 
 Equivalence by construction: nothing of one config reaches another.
 - Config k is initialised as its encoder alone would be (``torch.manual_seed(seed)``, then the
   registry's module), draws its batches from its own generator (configs with the same seed and
   scenario parameters share one stream: the same draws either way), and holds out its own sample.
-- Every operation is batched over the config axis and never reduced across it. The pack's loss is the
+- Every operation is batched over the config axis and never reduced across it; the pack's loss is the
   sum of the K losses, so config k's gradient is its own loss's.
 - Widths and embedding dims are zero-padded to the pack's largest. A zero hidden unit outputs 0 and
   gets a zero gradient; a zero output column adds nothing to norms or dot products, so each loss sees
   exactly its config's embedding, and every padded entry stays exactly zero under AdamW.
-- The optimiser is PyTorch's AdamW: its functional form (``torch.optim.adamw.adamw``, what
-  ``torch.optim.AdamW.step`` runs) over one group per run of consecutive configs with the same
-  (lr, weight_decay), whose parameters are those configs' slices of the stacked weights. The engine holds
-  the moments and step counts itself: ``torch.optim.Optimizer`` imports ``torch._dynamo`` on its first call
-  (1.5 to 2 s in every trial process); the update is the same, bit for bit (tests/trainables/test_engine.py).
+- The optimiser is ``torch.optim.adamw.adamw`` (what ``torch.optim.AdamW.step`` runs) over one group per run
+  of consecutive configs with the same (lr, weight_decay), on those configs' slices of the stacks. The engine
+  holds the moments and step counts itself (``torch.optim.Optimizer`` imports ``torch._dynamo`` on its first
+  call: 1.5 to 2 s per trial process); the update is the same, bit for bit.
 - A config whose loss turns NaN/inf stops there: its parameters are put back after each later step
   (no host sync per step), while the others go on.
-What can differ from the config alone is float round-off where padding changes a matmul's inner size;
+Only float round-off can differ from the config alone, where padding changes a matmul's inner size;
 configs of one shape match their lone run bitwise on CPU (tests/trainables/test_engine.py).
 """
 
@@ -32,6 +30,7 @@ import ctypes
 import functools
 import heapq
 import inspect
+import itertools
 import math
 import os
 import time
@@ -42,7 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.adamw import adamw
 
-from trainables.encoders import ENCODERS, SphereNorm
+from trainables.encoders import ENCODERS, SphereNorm, n_params
 from trainables.losses import LOSSES
 from trainables.metrics import evaluate_many
 from trainables.scenarios import SCENARIOS
@@ -73,30 +72,22 @@ def _kwargs(fn: Callable[..., Any], config: Mapping[str, Any]) -> dict[str, Any]
 
 
 def pack_key(config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """What configs must share to train in one pack: the effective config less ``PER_CONFIG_KEYS``.
-
-    Sorted ``(key, value)`` pairs, hashable: group a sweep with a dict keyed by it.
-    """
+    """What configs must share to train in one pack: the effective config less ``PER_CONFIG_KEYS``, as sorted
+    ``(key, value)`` pairs (hashable: group a sweep with a dict keyed by it)."""
     return tuple(sorted((k, v) for k, v in config.items() if k not in PER_CONFIG_KEYS))
 
 
 def _check_packable(configs: Sequence[Mapping[str, Any]]) -> None:
     """Raise ValueError naming every key that keeps ``configs`` out of one pack."""
     keys = [dict(pack_key(c)) for c in configs]
-    differing = []
-    for name in sorted({n for key in keys for n in key}):
-        values = {repr(key.get(name, "(unused)")) for key in keys}
-        if len(values) > 1:
-            differing.append(f"{name!r} takes {', '.join(sorted(values)[:4])}")
+    values = {name: sorted({repr(key.get(name, "(unused)")) for key in keys}) for name in sorted(set().union(*keys))}
+    differing = [f"{name!r} takes {', '.join(v[:4])}" for name, v in values.items() if len(v) > 1]
     if differing:
         raise ValueError(f"configs cannot share a pack: {'; '.join(differing)}. Configs in one pack may differ "
                          f"only in {', '.join(sorted(PER_CONFIG_KEYS))}")
 
 
-# ---------------------------------------------------------------------------------------------
-# the stacked encoder
-
-
+# --- the stacked encoder ---
 def _layers(model: nn.Module) -> tuple[list[nn.Linear], Callable[[Tensor], Tensor] | None, bool]:
     """An encoder ``Linear (act Linear)* [SphereNorm]``: its Linear layers, its activation (None for one
     layer) and whether its output is normalised to the sphere."""
@@ -128,10 +119,8 @@ def _layer_shapes(config: Mapping[str, Any]) -> list[tuple[int, int]]:
 
 @functools.cache
 def _keep_freed_memory() -> None:
-    """On glibc, keep freed blocks of up to 32 MB in the process's heap instead of handing them back to the
-    system: a CPU pack allocates and frees MB-sized activations every step, and fresh pages cost a page
-    fault each (packs of 16 step 16 / 8 / 10% faster here at MLP width 128 / 64 / 32; linear ones and
-    lone configs are unchanged). It holds for the whole process, as it is a trial's (or ``train``'s)."""
+    """On glibc, keep freed blocks of up to 32 MB in the heap for the whole process: a CPU pack frees MB-sized
+    activations every step, and fresh pages cost a fault each (packs of 16 at MLP width 128: 16% faster)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc: its allocator as it is
@@ -143,9 +132,8 @@ def _keep_freed_memory() -> None:
 class Pack:
     """K configs in training: ``advance(n)`` trains n steps, ``evaluate()`` scores each held-out set.
 
-    ``configs`` are effective configs (``trainables.config.effective``: every key the trial uses, resolved
-    once, in the driver). ``done`` is true once every config has finished (trained all its steps, or
-    diverged); ``state_dict()`` / ``load_state_dict()`` continue exactly.
+    ``configs`` are effective configs (``trainables.config.effective``, resolved once, in the driver). ``done``:
+    every config has trained all its steps or diverged. ``state_dict()`` / ``load_state_dict()`` continue exactly.
     """
 
     def __init__(self, configs: Sequence[Mapping[str, Any]], device: str | torch.device | None = None):
@@ -167,8 +155,7 @@ class Pack:
 
         # One data stream per (seed, scenario parameters): its scenario, generator and held-out sample.
         self.streams: list[dict[str, Any]] = []
-        index: dict[tuple, int] = {}
-        self.stream_of = []
+        self.stream_of, index = [], {}
         for c in self.configs:
             kw = _kwargs(SCENARIOS[c["scenario"]], c)
             sid = (c["seed"], tuple(sorted(kw.items())))
@@ -176,9 +163,8 @@ class Pack:
                 index[sid] = len(self.streams)
                 scenario = SCENARIOS[c["scenario"]](**kw, device=self.device)
                 eval_gen = torch.Generator(device=self.device).manual_seed(c["seed"] + _EVAL_STREAM)
-                heldout = scenario.heldout(c["n_eval"], eval_gen)
                 self.streams.append({
-                    "scenario": scenario, "heldout": heldout,
+                    "scenario": scenario, "heldout": scenario.heldout(c["n_eval"], eval_gen),
                     "generator": torch.Generator(device=self.device).manual_seed(c["seed"]),
                     "pairs": torch.cat(scenario.pairs(self.batch_size, eval_gen)),  # (2B, D) held-out pairs
                 })
@@ -191,7 +177,7 @@ class Pack:
         for c in self.configs:  # each config initialised exactly as alone
             torch.manual_seed(c["seed"])
             modules.append(ENCODERS[c["encoder"]](self.input_dim, **_kwargs(ENCODERS[c["encoder"]], c)))
-        self.n_params = [sum(p.numel() for p in m.parameters()) for m in modules]
+        self.n_params = [n_params(m) for m in modules]
         self._stack(modules)
         self._chunks = self._loss_chunks(self.batch_size)
         self.step = 0
@@ -203,18 +189,17 @@ class Pack:
 
     def _stack(self, modules: list[nn.Module]) -> None:
         """Stacked leaves: weight (K, out, in) and bias (K, 1, out) per layer, zero-padded; the optimiser."""
-        layers = [_layers(m) for m in modules]
-        if len({len(ls) for ls, _, _ in layers}) != 1:
+        layers = [_layers(m)[0] for m in modules]
+        if len({len(ls) for ls in layers}) != 1:
             raise ValueError("configs of one pack need the same number of layers")
-        _, self.activation, self.sphere = layers[0]
+        _, self.activation, self.sphere = _layers(modules[0])
         self.weights, self.biases = [], []
-        for l in range(len(layers[0][0])):
-            out = max(ls[l].out_features for ls, _, _ in layers)
-            inp = max(ls[l].in_features for ls, _, _ in layers)
-            w = torch.zeros(len(modules), out, inp, device=self.device)
+        for l in range(len(layers[0])):
+            out = max(ls[l].out_features for ls in layers)
+            w = torch.zeros(len(modules), out, max(ls[l].in_features for ls in layers), device=self.device)
             b = torch.zeros(len(modules), 1, out, device=self.device)
             with torch.no_grad():
-                for k, (ls, _, _) in enumerate(layers):
+                for k, ls in enumerate(layers):
                     o, i = ls[l].weight.shape
                     w[k, :o, :i], b[k, 0, :o] = ls[l].weight, ls[l].bias
             for p in (w, b):
@@ -222,23 +207,20 @@ class Pack:
                 p.grad = torch.zeros_like(p)  # backward accumulates into it in place: the slices below see it
             self.weights.append(w)
             self.biases.append(b)
-        # One group per run of configs with equal (lr, weight_decay): leaves sharing storage with the stacks.
-        groups, start = [], 0
-        for k in range(1, len(modules) + 1):
-            c, c0 = (self.configs[k] if k < len(modules) else None), self.configs[start]
-            if c is None or (c["lr"], c["weight_decay"]) != (c0["lr"], c0["weight_decay"]):
-                params = []
-                for p in (*self.weights, *self.biases):
-                    view = p.detach()[start:k].requires_grad_()
-                    view.grad = p.grad[start:k]
-                    params.append(view)
-                groups.append({"params": params, "lr": c0["lr"], "weight_decay": c0["weight_decay"]})
-                start = k
-        for group in groups:  # AdamW's state, as torch.optim.AdamW creates it at its first step
-            group["exp_avg"] = [torch.zeros_like(p) for p in group["params"]]
-            group["exp_avg_sq"] = [torch.zeros_like(p) for p in group["params"]]
-            group["step"] = [torch.tensor(0.0) for _ in group["params"]]
-        self.groups = groups
+        # One group per run of configs with equal (lr, weight_decay): leaves sharing storage with the stacks,
+        # and AdamW's state as torch.optim.AdamW creates it at its first step.
+        self.groups, start = [], 0
+        for (lr, weight_decay), run in itertools.groupby(self.configs, lambda c: (c["lr"], c["weight_decay"])):
+            end, params = start + len(list(run)), []
+            for p in (*self.weights, *self.biases):
+                view = p.detach()[start:end].requires_grad_()
+                view.grad = p.grad[start:end]
+                params.append(view)
+            self.groups.append({"params": params, "lr": lr, "weight_decay": weight_decay,
+                                "exp_avg": [torch.zeros_like(p) for p in params],
+                                "exp_avg_sq": [torch.zeros_like(p) for p in params],
+                                "step": [torch.tensor(0.0) for _ in params]})
+            start = end
 
     @torch.no_grad()
     def _optimizer_step(self) -> None:
@@ -260,32 +242,25 @@ class Pack:
     def _per_config(self, x: Tensor) -> Tensor:  # (G, ...) per stream -> (K, ...) per config
         return x if self._gather is None else x[self._gather]
 
-    def _temperatures(self, lo: int, hi: int) -> dict[str, Any]:
-        if "temperature" not in self.loss_kwargs[0]:
-            return {}
-        return {"temperature": torch.tensor([kw["temperature"] for kw in self.loss_kwargs[lo:hi]])}
-
     def _loss(self, x: Tensor) -> Tensor:  # (K, 2B, D) -> (K,)
         z = self.encode(x)  # (K, 2B, E)
         b = x.shape[1] // 2
-        parts = [self.loss_fn(z[lo:hi, :b, :e], z[lo:hi, b:, :e], **self._temperatures(lo, hi))
-                 for lo, hi, e in self._chunks]
+        parts = [self.loss_fn(z[lo:hi, :b, :e], z[lo:hi, b:, :e], **kw) for lo, hi, e, kw in self._chunks]
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-    def _loss_chunks(self, b: int) -> list[tuple[int, int, int]]:
-        """(first, end, dims) of each loss call: on a GPU one call for all K; on a CPU the (K, B, B) logits
-        would spill out of cache, so runs of configs with one embedding_dim (a pack is ordered by it), cut to
-        chunks whose logits fit, each on its own columns (same numbers: configs never mix, and the padded
-        columns are zero)."""
-        k, dims = len(self.configs), self.embedding_dims
-        if self.device.type != "cpu":
-            return [(0, k, max(dims))]
-        size, chunks, lo = max(1, _CPU_LOSS_BYTES // (4 * b * b)), [], 0
+    def _loss_chunks(self, b: int) -> list[tuple[int, int, int, dict[str, Tensor]]]:
+        """(first, end, dims, loss kwargs) of each loss call: one for all K on a GPU; on a CPU, whose cache the
+        (K, B, B) logits would spill, runs of one embedding_dim (a pack is ordered by it) cut to chunks whose
+        logits fit, each on its own columns (same numbers: configs never mix, padded columns are zero)."""
+        k, dims, cpu = len(self.configs), self.embedding_dims, self.device.type == "cpu"
+        size, bounds, lo = max(1, _CPU_LOSS_BYTES // (4 * b * b)) if cpu else k, [], 0
         for i in range(1, k + 1):
-            if i == k or i - lo == size or dims[i] != dims[lo]:
-                chunks.append((lo, i, max(dims[lo:i])))
+            if i == k or i - lo == size or (cpu and dims[i] != dims[lo]):
+                bounds.append((lo, i, max(dims[lo:i])))
                 lo = i
-        return chunks
+        temperature = "temperature" in self.loss_kwargs[0]
+        return [(lo, hi, e, {"temperature": torch.tensor([kw["temperature"] for kw in self.loss_kwargs[lo:hi]])}
+                 if temperature else {}) for lo, hi, e in bounds]
 
     @property
     def done(self) -> bool:
@@ -301,16 +276,14 @@ class Pack:
         if n <= 0 or self.done:
             return list(self.last_loss)
         start = time.perf_counter()
-        live = [False] * len(self.streams)
-        for active, g in zip(self._active_host, self.stream_of, strict=True):
-            live[g] = live[g] or active
+        live = {g for active, g in zip(self._active_host, self.stream_of, strict=True) if active}
         total = torch.zeros(len(self.configs), device=self.device)
         before = self.steps_done.clone()
         params = (*self.weights, *self.biases)
         for _ in range(n):
-            draws = [torch.cat(s["scenario"].pairs(self.batch_size, s["generator"])) if on
+            draws = [torch.cat(s["scenario"].pairs(self.batch_size, s["generator"])) if g in live
                      else torch.zeros(2 * self.batch_size, self.input_dim, device=self.device)
-                     for s, on in zip(self.streams, live, strict=True)]  # G x (2B, D)
+                     for g, s in enumerate(self.streams)]  # G x (2B, D)
             loss = self._loss(self._per_config(torch.stack(draws)))  # (K,)
             updating = self.active & torch.isfinite(loss)
             kept = torch.where(updating, loss, 0.0)
@@ -327,9 +300,8 @@ class Pack:
             self.active = updating
             self.step += 1
         self._active_host = self.active.tolist()
-        for i, (s, d, a) in enumerate(zip(total.tolist(), (self.steps_done - before).tolist(), self._active_host,
-                                          strict=True)):
-            self.last_loss[i] = s / d if a and d else math.nan
+        self.last_loss = [s / d if a and d else math.nan for s, d, a in
+                          zip(total.tolist(), (self.steps_done - before).tolist(), self._active_host, strict=True)]
         self.pack_train_s += time.perf_counter() - start
         return list(self.last_loss)
 
@@ -383,8 +355,8 @@ class Pack:
         if shapes != [tuple(w.shape) for w in self.weights] or state["seeds"] != self.seeds:
             raise ValueError(f"state of another pack: weights {shapes} and seeds {state['seeds']}")
         with torch.no_grad():
-            for p, saved in zip((*self.weights, *self.biases), (*state["weights"], *state["biases"]), strict=True):
-                p.copy_(saved)
+            for p, value in zip((*self.weights, *self.biases), (*state["weights"], *state["biases"]), strict=True):
+                p.copy_(value)
         saved = state["optimizer"]
         if "param_groups" in saved:  # torch.optim.AdamW's state_dict (an earlier clphase's checkpoint)
             entries = iter(saved["state"].get(i) for i in range(sum(len(g["params"]) for g in self.groups)))
@@ -409,11 +381,10 @@ class Pack:
 def train(config: Mapping[str, Any], history: list[dict[str, float]] | None = None) -> dict[str, float]:
     """Train one config to its end, without Ray; returns its final metrics.
 
-    ``config`` may be partial: it is resolved here (``trainables.config.effective``), then trained as a
-    pack of one, evaluated every ``eval_every`` steps as the Tune trainable does (pass a list as
-    ``history`` to collect every evaluation). The result holds every held-out metric the scenario allows,
-    ``train_loss``, ``eval_loss``, ``n_params``, ``train_s``, ``eval_s`` and ``diverged`` (1 when the loss
-    became NaN/inf: the run then stops and is evaluated as it is).
+    ``config`` may be partial (resolved here, ``trainables.config.effective``); it trains as a pack of one,
+    evaluated every ``eval_every`` steps as the Tune trainable does (into ``history`` too, if a list). The
+    result holds every held-out metric the scenario allows, ``train_loss``, ``eval_loss``, ``n_params``,
+    ``train_s``, ``eval_s`` and ``diverged`` (1 when the loss became NaN/inf: the run then stops there).
     """
     from trainables.config import effective
 
@@ -427,22 +398,18 @@ def train(config: Mapping[str, Any], history: list[dict[str, float]] | None = No
     return metrics
 
 
-# ---------------------------------------------------------------------------------------------
-# planning packs (in the driver)
-
-
+# --- planning packs (in the driver) ---
 def plan_packs(configs: Sequence[Mapping[str, Any]], size: int, slots: int = 1) -> list[list[int]]:
     """Split effective ``configs`` into packs of at most ``size``: lists of indices into ``configs``.
 
-    Configs share a pack only under one ``pack_key``. Within a key, widths go to packs of their own,
-    except neighbouring widths whose padding to the widest adds at most 25% to their steps' arithmetic;
-    each such run of widths is ordered by (lr, weight_decay, width, embedding_dim) and cut into the
-    fewest packs of at most ``size``, of sizes that differ by at most one, so a pack pads little, holds
-    few optimiser groups and is no small remainder. With ``slots`` > 1 packs run side by side, and the
-    costliest ones are halved where that ends the study sooner (``_balance``, on each trial's cost: its
-    steps at ``pack_cost`` each, plus the fixed cost of a trial, which every cut pays once more). Packs
-    come most expensive first, so the longest trials do not start last. Indices within a pack keep that
-    order.
+    Configs share a pack only under one ``pack_key``. Within a key, widths go to packs of their own, except
+    neighbouring widths whose padding to the widest adds at most 25% to their steps' arithmetic; each such run
+    of widths is ordered by (lr, weight_decay, width, embedding_dim) and cut into the fewest packs of at most
+    ``size``, of sizes that differ by at most one, so a pack pads little, holds few optimiser groups and is no
+    small remainder. With ``slots`` > 1 packs run side by side, and the costliest ones are halved where that
+    ends the study sooner (``_balance``, on each trial's cost: its steps at ``pack_cost`` each, plus the fixed
+    cost of a trial, which every cut pays once more). Packs come most expensive first, so the longest trials
+    do not start last; indices within a pack keep that order.
     """
     if size < 1:
         raise ValueError(f"pack size must be >= 1, got {size}")
@@ -454,22 +421,23 @@ def plan_packs(configs: Sequence[Mapping[str, Any]], size: int, slots: int = 1) 
     def flops(members: list[int]) -> int:  # a step's multiply-adds, padded to the members' widest shapes
         return _step_cost([shapes[i] for i in members], configs[members[0]]["batch_size"], overhead=False)
 
+    def width(i: int) -> int:
+        return configs[i].get("width", 0)
+
     packs = []
     for key_members in groups.values():
         # widths apart, except where padding them to one costs little: neighbouring widths share packs
-        by_width: dict[int, list[int]] = {}
-        for i in key_members:
-            by_width.setdefault(configs[i].get("width", 0), []).append(i)
         runs: list[list[int]] = []
-        for width in sorted(by_width):
-            joined = [*runs[-1], *by_width[width]] if runs else []
+        for _, same_width in itertools.groupby(sorted(key_members, key=width), width):
+            members = list(same_width)
+            joined = [*runs[-1], *members] if runs else []
             if joined and flops(joined) <= _PADDING_KEPT * sum(flops([i]) for i in joined):
                 runs[-1] = joined
             else:
-                runs.append(list(by_width[width]))
+                runs.append(members)
         for members in runs:
-            ordered = sorted(members, key=lambda i: (configs[i]["lr"], configs[i]["weight_decay"],
-                                                     configs[i].get("width", 0), configs[i]["embedding_dim"], i))
+            ordered = sorted(members, key=lambda i: (configs[i]["lr"], configs[i]["weight_decay"], width(i),
+                                                     configs[i]["embedding_dim"], i))
             n_packs = -(-len(ordered) // size)
             bounds = [len(ordered) * j // n_packs for j in range(n_packs + 1)]
             packs += [ordered[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
@@ -519,9 +487,8 @@ def pack_cost(configs: Sequence[Mapping[str, Any]]) -> int:
 
 
 def pack_flops(configs: Sequence[Mapping[str, Any]]) -> int:
-    """Multiply-adds of one training step of a pack, padded to its widest shapes: per config, both views
-    (2B rows) through every layer forward and backward (x3), plus the (B, B) similarities over the widest
-    embedding (x3)."""
+    """Multiply-adds of one training step of a pack, padded to its widest shapes: per config, both views (2B rows)
+    through every layer forward and backward (x3), plus the (B, B) similarities over the widest embedding (x3)."""
     return _step_cost([_layer_shapes(c) for c in configs], configs[0]["batch_size"], overhead=False)
 
 
@@ -552,14 +519,11 @@ def smallest_pack_size(configs: Sequence[Mapping[str, Any]], device: str | torch
 
 
 def auto_pack_size(config: Mapping[str, Any], device: str | torch.device | None = None) -> int:
-    """How many configs like ``config`` to train in one pack on ``device``.
-
-    CUDA: as many as fit in 70% of the free memory at ``pack_memory_bytes`` each, at most 1024 (beyond
-    that a step is long enough to hide every launch). CPU: packing saves Python and dispatch overhead,
-    not arithmetic, which a few configs already amortise: 16 for small models (batch x weights <= 2^22
-    multiply-adds per view, e.g. a width-32 MLP at batch 256), 8 above, never more than fit in a quarter
-    of the machine's memory.
-    """
+    """How many configs like ``config`` to train in one pack on ``device``: on CUDA as many as fit in 70% of the
+    free memory at ``pack_memory_bytes`` each, at most 1024 (beyond that a step hides every launch); on CPU,
+    where packing saves Python and dispatch overhead, not arithmetic, 16 for small models (batch x weights <=
+    2^22 multiply-adds per view, e.g. a width-32 MLP at batch 256), 8 above, at most what fits in a quarter of
+    the machine's memory."""
     device = pick_device(str(config.get("device", "auto"))) if device is None else torch.device(device)
     per_config = pack_memory_bytes(config)
     if device.type == "cuda":

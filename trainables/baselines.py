@@ -169,17 +169,18 @@ def measure(configs: Sequence[Mapping[str, Any]], *, names: Sequence[str] | None
             batch: int = 16) -> list[dict[str, Any]]:
     """Every baseline of every distinct setting of ``configs`` (effective configs; the encoder's keys are ignored):
     one row each, ``scenario``, ``baseline``, ``kind``, ``ideal_for``, ``dims``, the setting's keys and every metric
-    ``evaluate`` reports. Each scenario is built once per setting; representations of one scenario and n_eval are
-    evaluated ``batch`` at a time by one ``evaluate_many`` call, and a representation whose held-out sample, truth
+    ``evaluate`` reports. Each scenario is built once per setting; representations of one scenario and sample shape
+    are evaluated ``batch`` at a time by one ``evaluate_many`` call, and a representation whose held-out sample, truth
     and seed another one already has is evaluated once. ``names``: only these baselines."""
     settings: dict[tuple, dict[str, Any]] = {}
     for setting in map(setting_of, configs):
         settings.setdefault(tuple(setting.items()), setting)
-    jobs: dict[tuple[str, int], dict[bytes, tuple]] = {}  # (scenario, n_eval) -> digest -> (seed, z, heldout, truth)
+    jobs: dict[tuple, dict[bytes, tuple]] = {}  # (scenario, sample shapes) -> digest -> (seed, z, heldout, truth)
     placed: list[tuple[dict[str, Any], Baseline, int, bytes]] = []
     for setting in settings.values():
         scenario, heldout = heldout_of(setting)
-        seed, group = int(setting["seed"]), (setting["scenario"], int(setting["n_eval"]))
+        # evaluate_many stacks the held-out samples: one batch holds settings whose samples have one shape
+        seed, group = int(setting["seed"]), (setting["scenario"], *((k, tuple(v.shape)) for k, v in heldout.items()))
         for name, z in representations(scenario, heldout, setting).items():
             if names is None or name in names:
                 digest = _digest(seed, z, heldout, scenario.truth)

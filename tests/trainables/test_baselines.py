@@ -168,3 +168,15 @@ def test_too_many_clusters_leave_out_the_posterior() -> None:
     s = int(math.log2(MAX_POSTERIOR_CLASSES)) + 1
     rows = rows_of({"scenario": "hypercube", "dim": s + 1, "n_invariant": s, "n_eval": 256})
     assert set(rows) == {"invariant_coords", "input"}
+
+
+def test_settings_whose_samples_differ_in_shape_are_measured_each_as_alone() -> None:
+    # a sweep over the input dimension: one scenario and n_eval, held-out samples of two shapes
+    configs = [effective({"scenario": "hypercube", "dim": d, "n_invariant": 3, "n_eval": 256}) for d in (8, 16)]
+    together = measure(configs)
+    assert sorted((r["dim"], r["baseline"]) for r in together) == sorted(
+        (d, b.name) for d in (8, 16) for b in BASELINES["hypercube"])
+    for config in configs:
+        alone = {r["baseline"]: r for r in measure([config])}
+        for row in (r for r in together if r["dim"] == config["dim"]):
+            assert row["randlabel_acc"] == alone[row["baseline"]]["randlabel_acc"]

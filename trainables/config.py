@@ -1,12 +1,11 @@
 """A trial's config: a flat dict whose keys are the keyword names of the functions they feed.
 
-``resolve(config)`` splits it into the scenario's, the encoder's and the loss's keyword arguments and the
-training loop's settings, checks every name, type and range, and says which key is wrong, its value and
-what is valid. A key of another scenario, encoder or loss than the chosen one is ignored for this trial (its
-type is still checked), so one sweep can mix, e.g., ``linear`` and ``mlp`` encoders under a shared ``width``;
-a key that feeds nothing at all is an error. Each key's type and range are stated once: ``TRAINING`` for the
-loop's settings; the functions' annotated signature defaults plus ``KWARG_BOUNDS`` for their keyword
-arguments. Spec validation (``study.spec``) and the trial use the same check.
+``resolve(config)`` splits it into the scenario's, the encoder's and the loss's keyword arguments and the training
+loop's settings, and checks every name, type and range, saying which key is wrong, its value and what is valid
+(``study.spec`` validates specs with the same check). A key of another scenario, encoder or loss than the chosen
+one is ignored for this trial but still type-checked, so one sweep can mix, e.g., ``linear`` and ``mlp`` encoders
+under a shared ``width``; a key that feeds nothing at all is an error. Each key's type and range are stated once:
+``TRAINING`` for the loop's settings, the functions' annotated signatures plus ``KWARG_BOUNDS`` for the rest.
 """
 
 from __future__ import annotations
@@ -56,13 +55,13 @@ class Bounds:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         noun = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(
             kind, kind.__name__)
-        if self.low is not None and self.high is not None:
-            return f"{noun} in {'(' if self.open_low else '['}{_num(self.low)}, {_num(self.high)}]"
-        if self.low is not None:
-            return f"{noun} {'>' if self.open_low else '>='} {_num(self.low)}"
-        if self.high is not None:
-            return f"{noun} <= {_num(self.high)}"
-        return noun
+        low, high = (None if x is None else str(int(x)) if float(x).is_integer() else f"{x:.6g}"
+                     for x in (self.low, self.high))
+        if low is None:
+            return noun if high is None else f"{noun} <= {high}"
+        if high is None:
+            return f"{noun} {'>' if self.open_low else '>='} {low}"
+        return f"{noun} in {'(' if self.open_low else '['}{low}, {high}]"
 
     def contains(self, value: Any) -> bool:
         if self.pattern is not None:
@@ -74,10 +73,6 @@ class Bounds:
         return self.high is None or value <= self.high
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:.6g}"
-
-
 @dataclass(frozen=True)
 class Param:
     """One config key: its type (int, float, str or bool), default and bounds."""
@@ -86,48 +81,39 @@ class Param:
     default: Any
     bounds: Bounds = field(default_factory=Bounds)
 
+    def cast(self, value: Any) -> Any:
+        """``value`` as the key's type (an integral float for an int, an int for a float), or None where it is
+        not one (bools are not numbers; NaN and inf are not finite numbers)."""
+        if self.type in (bool, str):
+            return value if isinstance(value, self.type) else None
+        if ((type(value) not in (int, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real)))
+                or not math.isfinite(value)):
+            return None
+        if self.type is int:
+            return int(value) if float(value).is_integer() else None
+        return float(value)
+
     def check(self, key: str, value: Any) -> Any:
-        """``value`` normalised to the key's type (an integral float for an int, an int for a float);
-        raises ConfigError naming the key, the value and what is valid."""
-        v = _as_type(self.type, value)
-        if v is None or not self.bounds.contains(v):
-            why = f" ({self.bounds.why})" if self.bounds.why and v is not None else ""
-            raise ConfigError(f"{key} must be {self.bounds.describe(self.type)}{why}, got {value!r}"
-                              f"{_string_hint(self.type, value)}", key)
-        return v
-
-
-def _as_type(kind: type, value: Any) -> Any:
-    """``value`` as ``kind``, or None where it is not one (bools are not numbers; NaN and inf are not
-    finite numbers)."""
-    if kind in (bool, str):
-        return value if isinstance(value, kind) else None
-    if type(value) not in (int, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        return None
-    if not math.isfinite(value):
-        return None
-    if kind is int:
-        return int(value) if float(value).is_integer() else None
-    return float(value)
-
-
-def _string_hint(kind: type, value: Any) -> str:
-    if kind is str and isinstance(value, bool):
-        return " (YAML reads yes/no/on/off/true/false as booleans: quote it)"
-    if kind in (int, float) and isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return ""
-        return " (a string, not a number: write it without quotes, e.g. 0.001 or 1.0e-3)"
-    return ""
+        """``value`` cast to the key's type; raises ConfigError naming the key, the value and what is valid."""
+        v = self.cast(value)
+        if v is not None and self.bounds.contains(v):
+            return v
+        why = f" ({self.bounds.why})" if self.bounds.why and v is not None else ""
+        hint = ""
+        if self.type is str and isinstance(value, bool):
+            hint = " (YAML reads yes/no/on/off/true/false as booleans: quote it)"
+        elif self.type in (int, float) and isinstance(value, str):
+            try:
+                float(value)
+                hint = " (a string, not a number: write it without quotes, e.g. 0.001 or 1.0e-3)"
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} must be {self.bounds.describe(self.type)}{why}, got {value!r}{hint}", key)
 
 
 # Settings of the training loop itself: type, default and range.
 TRAINING: dict[str, Param] = {
-    "scenario": Param(str, "hypercube"),  # names are checked against their registries
-    "encoder": Param(str, "mlp"),
-    "loss": Param(str, "info_nce"),
+    "scenario": Param(str, "hypercube"), "encoder": Param(str, "mlp"), "loss": Param(str, "info_nce"),  # registry names
     "embedding_dim": Param(int, 16, Bounds(low=1)),
     "steps": Param(int, 1000, Bounds(low=1)),
     "batch_size": Param(int, 256, Bounds(low=2, why="a contrastive batch needs negatives")),
@@ -144,7 +130,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {k: p.default for k, p in TRAINING.items()}
 # functions' annotated signatures). ``name`` applies to every function taking it; ``function.name``
 # overrides it for one function. Cross-key limits (n_invariant <= dim, ...) are the scenario's own.
 KWARG_BOUNDS: dict[str, Bounds] = {
-    # scenarios
+    # scenarios: hypercube's (dim, aug_noise and data_seed also bound the other scenarios taking them)
     "dim": Bounds(low=1),
     "n_invariant": Bounds(low=1, high=62, why="cluster ids 2^n_invariant fit int64"),
     "aug_noise": Bounds(low=0),
@@ -152,24 +138,18 @@ KWARG_BOUNDS: dict[str, Bounds] = {
     "nested_clusters.aug_noise": Bounds(low=0, high=1, why="the probability of a random sub-cluster"),
     "spurious": Bounds(choices=("redraw", "scale")),
     "data_seed": Bounds(low=0, high=_SEED_MAX),
-    "n_clusters": Bounds(low=2),
-    "separation": Bounds(low=0, open_low=True),
-    "nuisance_std": Bounds(low=0, open_low=True),
-    "cov_tilt": Bounds(low=0, high=math.pi / 2),
-    "latent_dim": Bounds(low=2),
-    "kappa": Bounds(low=0, open_low=True),
-    "mixing_layers": Bounds(low=0),
-    "content_dim": Bounds(low=1),
-    "style_dim": Bounds(low=1),
-    "style_change_prob": Bounds(low=0, high=1),
-    "n_groups": Bounds(low=2),
-    "n_sub": Bounds(low=1),
-    "group_separation": Bounds(low=0, open_low=True),
-    "sub_separation": Bounds(low=0),
-    "cluster_std": Bounds(low=0),
+    # gmm
+    "n_clusters": Bounds(low=2), "separation": Bounds(low=0, open_low=True),
+    "nuisance_std": Bounds(low=0, open_low=True), "cov_tilt": Bounds(low=0, high=math.pi / 2),
+    # sphere_mixing (mixing_layers: content_style's too)
+    "latent_dim": Bounds(low=2), "kappa": Bounds(low=0, open_low=True), "mixing_layers": Bounds(low=0),
+    # content_style
+    "content_dim": Bounds(low=1), "style_dim": Bounds(low=1), "style_change_prob": Bounds(low=0, high=1),
+    # nested_clusters
+    "n_groups": Bounds(low=2), "n_sub": Bounds(low=1), "group_separation": Bounds(low=0, open_low=True),
+    "sub_separation": Bounds(low=0), "cluster_std": Bounds(low=0),
     # encoders
-    "width": Bounds(low=1),
-    "depth": Bounds(low=1),
+    "width": Bounds(low=1), "depth": Bounds(low=1),
     "hidden": Bounds(pattern=r"([1-9][0-9]*(,[1-9][0-9]*)*)?",
                      text="comma-separated hidden sizes >= 1 such as '50,250,50', or '' for depth x width"),
     "activation": Bounds(choices=tuple(encoders.ACTIVATIONS)),
@@ -178,6 +158,7 @@ KWARG_BOUNDS: dict[str, Bounds] = {
     "temperature": Bounds(low=0, open_low=True),
 }
 _NOT_KWARGS = {"device"}  # filled by the trainer, not by the config
+_REGISTRIES: dict[str, Mapping[str, Callable[..., Any]]] = {"scenario": SCENARIOS, "encoder": ENCODERS, "loss": LOSSES}
 
 
 @functools.cache
@@ -186,8 +167,7 @@ def params_of(fn: Callable[..., Any]) -> dict[str, Param]:
     ``input_dim`` or a loss's embeddings, are filled by the trainer), typed by their annotations."""
     out = {}
     for name, p in inspect.signature(fn, eval_str=True).parameters.items():
-        if (name in _NOT_KWARGS or p.default is inspect.Parameter.empty
-                or p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)):
+        if name in _NOT_KWARGS or p.default is p.empty or p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
             continue
         kind = p.annotation if p.annotation in (int, float, str, bool) else type(p.default)
         bounds = KWARG_BOUNDS.get(f"{fn.__name__}.{name}") or KWARG_BOUNDS.get(name) or Bounds()
@@ -196,21 +176,16 @@ def params_of(fn: Callable[..., Any]) -> dict[str, Param]:
 
 
 @functools.cache
-def _training_keys_of(fn: Callable[..., Any]) -> list[str]:
-    """Training settings ``fn`` takes as arguments (e.g. an encoder's ``embedding_dim``)."""
+def _training_keys_of(fn: Callable[..., Any]) -> list[str]:  # training settings fn takes, e.g. embedding_dim
     return [name for name in inspect.signature(fn).parameters if name in TRAINING and name not in _NOT_KWARGS]
 
 
-_REGISTRIES: tuple[tuple[str, Mapping[str, Callable[..., Any]]], ...] = (
-    ("scenario", SCENARIOS), ("encoder", ENCODERS), ("loss", LOSSES))
-
-
 def param(key: str, function: str | None = None) -> Param:
-    """The Param of ``key``: a training setting, or the keyword argument of the named scenario, encoder
-    or loss (default: the first function taking it)."""
+    """The Param of ``key``: a training setting, or the keyword argument of the named scenario, encoder or loss
+    (default: the first function taking it)."""
     if key in TRAINING:
         return TRAINING[key]
-    for _, registry in _REGISTRIES:
+    for registry in _REGISTRIES.values():
         for name, fn in registry.items():
             if (function is None or name == function) and key in params_of(fn):
                 return params_of(fn)[key]
@@ -219,12 +194,12 @@ def param(key: str, function: str | None = None) -> Param:
 
 def known_keys() -> list[str]:
     """Every config key that feeds some function, sorted."""
-    return sorted(set(TRAINING).union(*(params_of(fn) for _, registry in _REGISTRIES for fn in registry.values())))
+    return sorted(set(TRAINING).union(*(params_of(fn) for reg in _REGISTRIES.values() for fn in reg.values())))
 
 
 def keys_of(kind: str, name: str) -> list[str]:
     """The config keys the named scenario, encoder or loss takes (its keyword arguments)."""
-    fn = _lookup(kind, name, dict(_REGISTRIES)[kind])
+    fn = _lookup(kind, name)
     return list(params_of(fn)) + [k for k in _training_keys_of(fn) if k not in params_of(fn)]
 
 
@@ -235,7 +210,8 @@ def _unknown_message(unknown: list[str]) -> str:
     return f"unknown config key {', '.join(hints)}; valid keys: {', '.join(known)}"
 
 
-def _lookup(kind: str, name: Any, registry: Mapping[str, Callable[..., Any]]) -> Callable[..., Any]:
+def _lookup(kind: str, name: Any) -> Callable[..., Any]:
+    registry = _REGISTRIES[kind]
     if not isinstance(name, str) or name not in registry:
         raise ConfigError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(registry))}", kind)
     return registry[name]
@@ -245,8 +221,7 @@ def flatten(config: Mapping[str, Any]) -> dict[str, Any]:
     """Merge nested dicts (a grid axis whose cells set several keys at once) into one flat config."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
-        items = flatten(value).items() if isinstance(value, Mapping) else [(key, value)]
-        for k, v in items:
+        for k, v in flatten(value).items() if isinstance(value, Mapping) else [(key, value)]:
             if k in flat and flat[k] != v:
                 raise ConfigError(f"key {k!r} is set twice with different values: {flat[k]!r} and {v!r}", k)
             flat[k] = v
@@ -267,24 +242,19 @@ class ResolvedConfig:
 def resolve(config: Mapping[str, Any]) -> ResolvedConfig:
     """Split and check a (possibly nested) config; raises ConfigError naming the bad key."""
     config = flatten(config)
-    unknown = sorted(set(config).difference(known_keys()))
-    if unknown:
+    if unknown := sorted(set(config).difference(known_keys())):
         raise ConfigError(_unknown_message(unknown), unknown[0])
     training = {k: p.check(k, config[k]) if k in config else p.default for k, p in TRAINING.items()}
-    out = ResolvedConfig(training["scenario"], training["encoder"], training["loss"], training=training)
-    used = set(TRAINING)
-    for kind, registry in _REGISTRIES:
-        fn, target = _lookup(kind, training[kind], registry), getattr(out, f"{kind}_kwargs")
-        for key, p in params_of(fn).items():
-            target[key] = p.check(key, config[key]) if key in config else p.default
-            used.add(key)
-        for key in _training_keys_of(fn):
-            target[key] = training[key]
-    for key in set(config) - used:  # another function's key: ignored here, but it must still be well-typed
-        p = param(key)
-        if _as_type(p.type, config[key]) is None:
-            p.check(key, config[key])
-    return out
+    kwargs = {}
+    for kind in _REGISTRIES:
+        fn = _lookup(kind, training[kind])
+        kwargs[kind] = {k: p.check(k, config[k]) if k in config else p.default for k, p in params_of(fn).items()}
+        kwargs[kind].update({k: training[k] for k in _training_keys_of(fn)})
+    for key in set(config) - set(TRAINING).union(*kwargs.values()):  # another function's: ignored, but well-typed
+        if param(key).cast(config[key]) is None:
+            param(key).check(key, config[key])
+    return ResolvedConfig(training["scenario"], training["encoder"], training["loss"], kwargs["scenario"],
+                          kwargs["encoder"], kwargs["loss"], training)
 
 
 def effective(config: Mapping[str, Any]) -> dict[str, Any]:

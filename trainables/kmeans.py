@@ -1,19 +1,18 @@
 """Batched k-means, adjusted Rand index and normalised mutual information in torch.
 
-scikit-learn's ``KMeans`` + ``adjusted_rand_score`` + ``normalized_mutual_info_score`` for a pack of ``K``
-embeddings at once, on their device: the ``K`` problems (times ``n_init`` restarts) are stacked along a
-batch dimension and run together with ``bmm``/``scatter``, in float64, each centred on its own mean as
-scikit-learn does. As there: greedy k-means++ (``2 + int(log(n_clusters))`` candidates per centre), at
-most ``max_iter`` Lloyd iterations until the labels stop changing or the squared centre shift is
-``<= tol * var``, empty clusters re-seeded with the farthest points, the restart of lowest inertia kept.
-One difference: ``var`` averages over the features that are not identically zero, so zero-padded
-embeddings give the labels of unpadded ones bit for bit (sums over features also run one feature after
-the other).
+scikit-learn's ``KMeans`` + ``adjusted_rand_score`` + ``normalized_mutual_info_score`` for a pack of ``K`` embeddings
+at once, on their device: the ``K`` problems (times ``n_init`` restarts) are stacked along a batch dimension and run
+together with ``bmm``/``scatter``, in float64, each centred on its own mean as scikit-learn does. As there: greedy
+k-means++ (``2 + int(log(n_clusters))`` candidates per centre), at most ``max_iter`` Lloyd iterations until the
+labels stop changing or the squared centre shift is ``<= tol * var``, empty clusters re-seeded with the farthest
+points, the restart of lowest inertia kept. One difference: ``var`` averages over the features that are not
+identically zero, so zero-padded embeddings give the labels of unpadded ones bit for bit (sums over features also
+run one feature after the other).
 
-Problem ``k``'s labels depend only on ``z[k]``, ``n_clusters``, ``seeds[k]`` and the keyword arguments
-(its own CPU generator draws all its random numbers up front; the global RNG is never used): no reduction
-mixes problems, and a problem that stops leaves the working set. On CUDA the segment sums are one-hot
-``bmm`` (no floating-point atomics), reproducible, but they can differ from the CPU's at exact near-ties.
+Problem ``k``'s labels depend only on ``z[k]``, ``n_clusters``, ``seeds[k]`` and the keyword arguments (its own CPU
+generator draws all its random numbers up front; the global RNG is never used): no reduction mixes problems, and a
+problem that stops leaves the working set. On CUDA the segment sums are one-hot ``bmm`` (no floating-point
+atomics), reproducible, but they can differ from the CPU's at exact near-ties.
 """
 
 from __future__ import annotations
@@ -48,9 +47,9 @@ def _segment_sum(values_t: Tensor, index: Tensor, n_segments: int) -> Tensor:
 
 def _nearest(x_t1: Tensor, centres: Tensor) -> Tensor:
     """Index of the nearest centre (the first on ties) of every point: (B, 1 + E, n), (B, C, E) -> (B, n).
-    ``x_t1 = [1; x^T]``: one ``bmm`` with ``[|c|^2, -2 c]`` gives ``|c|^2 - 2 x.c`` (C, n) per problem;
-    the first centre attaining the minimum is found with integer arithmetic. Points go in blocks
-    whose size depends only on the number of centres, never on ``B``."""
+    ``x_t1 = [1; x^T]``: one ``bmm`` with ``[|c|^2, -2 c]`` gives ``|c|^2 - 2 x.c`` (C, n) per problem; the first
+    centre attaining the minimum is found with integer arithmetic. Points go in blocks whose size depends only
+    on the number of centres, never on ``B``."""
     n, c = x_t1.shape[2], centres.shape[1]
     a = torch.cat([_fsum(centres * centres, 2).unsqueeze(2), -2.0 * centres], dim=2)  # (B, C, 1 + E)
     w_dtype = torch.int16 if c < 2**15 else torch.int32
@@ -63,6 +62,11 @@ def _nearest(x_t1: Tensor, centres: Tensor) -> Tensor:
 def _points(x_t: Tensor, idx: Tensor) -> Tensor:
     """Points ``idx`` (B, m) of every problem, from ``x_t`` (B, E, n): (B, m, E)."""
     return x_t.gather(2, idx.unsqueeze(1).expand(-1, x_t.shape[1], -1)).transpose(1, 2)
+
+
+def _sq_dist_to_centre(x_t: Tensor, centres: Tensor, labels: Tensor) -> Tensor:
+    """Squared distance of every point ``x_t`` (B, E, n) to its centre ``centres[labels]``, (B, C, E): (B, n)."""
+    return _fsum((x_t - centres.transpose(1, 2).gather(2, labels.unsqueeze(1).expand_as(x_t))) ** 2, 1)
 
 
 def _kmeans_plusplus(x_t: Tensor, u: Tensor) -> Tensor:
@@ -91,8 +95,8 @@ def _kmeans_plusplus(x_t: Tensor, u: Tensor) -> Tensor:
 
 def _lloyd_step(x_t1: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
     """One Lloyd iteration on ``x_t1 = [1; x^T]`` (B, 1 + E, n): the labels under ``centres`` and the new centres.
-    Empty clusters are re-seeded as in scikit-learn: the ``j``-th empty cluster takes the ``j``-th point
-    farthest from its assigned centre, which leaves its old cluster; one still empty keeps its old centre."""
+    Empty clusters are re-seeded as in scikit-learn: the ``j``-th empty cluster takes the ``j``-th point farthest
+    from its assigned centre, which leaves its old cluster; one still empty keeps its old centre."""
     bsz, n_clusters = x_t1.shape[0], centres.shape[1]
     x_t = x_t1[:, 1:]  # (B, E, n)
     labels = _nearest(x_t1, centres)
@@ -102,8 +106,7 @@ def _lloyd_step(x_t1: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
     empty = counts == 0
     if bool(empty.any()):
         # rows without an empty cluster go through the same arithmetic with zero weights and stay unchanged
-        assigned = centres.transpose(1, 2).gather(2, labels.unsqueeze(1).expand_as(x_t))  # (B, E, n)
-        far = _fsum((x_t - assigned) ** 2, 1).argsort(dim=1, descending=True, stable=True)[:, :n_clusters]
+        far = _sq_dist_to_centre(x_t, centres, labels).argsort(dim=1, descending=True, stable=True)[:, :n_clusters]
         rank = (empty.long().cumsum(1) - 1).clamp_(min=0)
         moved = far.gather(1, rank)  # (B, C): the point given to cluster c (meaningful where c is empty)
         moved_x = _points(x_t, moved)  # (B, C, E)
@@ -120,11 +123,10 @@ def _lloyd(x_t1: Tensor, centres: Tensor, tol: Tensor, max_iter: int) -> tuple[T
     """Lloyd iterations on B problems at once, each frozen once it stops: (labels (B, n), inertia (B,)).
     Only the rows still running are computed: a row that stops leaves the working set."""
     bsz, _, n = x_t1.shape
-    # the working set: rows still running, and their data, labels, centres and tolerances
-    rows = torch.arange(bsz, device=x_t1.device)
+    rows = torch.arange(bsz, device=x_t1.device)  # the working set: the rows still running, and their state
     x_w, labels_w, centres_w, tol_w = x_t1, x_t1.new_full((bsz, n), -1, dtype=torch.long), centres, tol
     labels, final = torch.empty_like(labels_w), torch.empty_like(centres)
-    strict = torch.zeros_like(rows, dtype=torch.bool)
+    strict = torch.zeros_like(rows, dtype=torch.bool)  # stopped as the labels stopped changing
     for _ in range(max_iter):
         new_labels, new_centres = _lloyd_step(x_w, centres_w)
         same = (new_labels == labels_w).all(1)
@@ -133,25 +135,22 @@ def _lloyd(x_t1: Tensor, centres: Tensor, tol: Tensor, max_iter: int) -> tuple[T
         if bool(stop.any()):
             done = rows[stop]
             labels[done], final[done], strict[done] = labels_w[stop], centres_w[stop], same[stop]
-            keep = ~stop
-            rows, x_w, labels_w, centres_w, tol_w = rows[keep], x_w[keep], labels_w[keep], centres_w[keep], tol_w[keep]
+            rows, x_w, labels_w, centres_w, tol_w = (t[~stop] for t in (rows, x_w, labels_w, centres_w, tol_w))
             if rows.numel() == 0:
                 break
     labels[rows], final[rows] = labels_w, centres_w  # the rows that ran into max_iter
     # as scikit-learn: unless the labels stopped changing, re-assign to the final centres
     labels = torch.where(strict.unsqueeze(1), labels, _nearest(x_t1, final))
-    x_t = x_t1[:, 1:]
-    return labels, _fsum((x_t - final.transpose(1, 2).gather(2, labels.unsqueeze(1).expand_as(x_t))) ** 2, 1).sum(1)
+    return labels, _sq_dist_to_centre(x_t1[:, 1:], final, labels).sum(1)
 
 
 def batched_kmeans(z: Tensor, n_clusters: int, seeds: Sequence[int], *, n_init: int = 2, max_iter: int = 100,
                    tol: float = 1e-4) -> Tensor:
     """k-means labels of ``K`` independent problems: ``z`` (K, n, E) -> (K, n) long in ``[0, n_clusters)``.
 
-    ``z``: any real dtype and device (computed in float64 there); ``seeds``: ``K`` ints, each seeding
-    its problem's CPU ``torch.Generator``. Zero-padded feature columns do not change a result, and fewer
-    distinct points than clusters is fine (some clusters then stay empty). Raises ``ValueError`` on a
-    bad shape or argument, ``n < n_clusters`` or non-finite ``z``.
+    ``z``: any real dtype and device (computed in float64 there); ``seeds``: ``K`` ints. Fewer distinct points than
+    clusters is fine (some clusters then stay empty). Raises ``ValueError`` on a bad shape or argument,
+    ``n < n_clusters`` or non-finite ``z``.
     """
     if z.ndim != 3:
         raise ValueError(f"z must be (K, n, E), got shape {tuple(z.shape)}")
@@ -212,11 +211,11 @@ def _entropy(counts: Tensor, n: int) -> Tensor:
 def ari_nmi(true: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
     """Adjusted Rand index and normalised mutual information of ``K`` labellings: (K, n), (K, n) -> (K,), (K,).
 
-    Row by row equal to scikit-learn's ``adjusted_rand_score(true[k], pred[k])`` and
-    ``normalized_mutual_info_score(true[k], pred[k])`` (``average_method='arithmetic'``), special cases
-    included: identical partitions (e.g. both a single cluster, both all singletons, or n = 0) give ARI 1;
-    both labellings a single cluster gives NMI 1; otherwise either labelling a single cluster, or zero
-    mutual information, gives NMI 0. Labels: any integers, compared within a row. Float64 on their device.
+    Row by row equal to scikit-learn's ``adjusted_rand_score(true[k], pred[k])`` and ``normalized_mutual_info_score(
+    true[k], pred[k])`` (``average_method='arithmetic'``), special cases included: identical partitions (e.g. both a
+    single cluster, both all singletons, or n = 0) give ARI 1; both labellings a single cluster gives NMI 1;
+    otherwise either labelling a single cluster, or zero mutual information, gives NMI 0. Labels: any integers,
+    compared within a row. Float64 on their device.
     """
     if true.shape != pred.shape or true.ndim != 2:
         raise ValueError(f"true and pred must both be (K, n), got {tuple(true.shape)} and {tuple(pred.shape)}")
@@ -240,9 +239,7 @@ def ari_nmi(true: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
 
     # ARI from the pair confusion matrix, as sklearn.metrics.cluster.pair_confusion_matrix (exact in int64)
     sum_sq = (c * c).sum(1)
-    tp = sum_sq - n
-    fp = (b * b).sum(1) - sum_sq
-    fn = (a * a).sum(1) - sum_sq
+    tp, fp, fn = sum_sq - n, (b * b).sum(1) - sum_sq, (a * a).sum(1) - sum_sq
     tn = n * n - fp - fn - sum_sq
     tp_, fp_, fn_, tn_ = (v.to(_DTYPE) for v in (tp, fp, fn, tn))
     denominator = (tp_ + fn_) * (fn_ + tn_) + (tp_ + fp_) * (fp_ + tn_)
@@ -250,8 +247,7 @@ def ari_nmi(true: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
     ari = torch.where(identical, 1.0, 2.0 * (tp_ * tn_ - fn_ * fp_) / torch.where(identical, 1.0, denominator))
 
     # NMI as sklearn.metrics.cluster.mutual_info_score and normalized_mutual_info_score
-    c_ = c.to(_DTYPE)
-    log_n = math.log(n)
+    c_, log_n = c.to(_DTYPE), math.log(n)
     c_nm = c_ / n
     log_outer = -torch.log(outer.clamp(min=1).to(_DTYPE)) + log_n + log_n
     terms = c_nm * (torch.log(c_.clamp(min=1)) - log_n) + c_nm * log_outer

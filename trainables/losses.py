@@ -13,17 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+_LOG2E = 1.0 / math.log(2.0)
+
 
 def info_nce(z1: Tensor, z2: Tensor, temperature: float | Tensor = 0.1) -> Tensor:
     """Symmetric InfoNCE on cosine similarities (van den Oord et al. 2018; Chen et al. 2020), (..., B, E) -> (...).
 
-    ``L = -1/(2B) sum_i [log softmax_j(s_ij / t)_i + log softmax_j(s_ji / t)_i]`` with ``s_ij = <z1_i, z2_j> /
-    (|z1_i| |z2_j|)``. Each anchor has B candidates, so identical constant embeddings give exactly ``log(B)``.
-    Leading dimensions are independent problems (a pack's configs); ``temperature`` is a number or one value
-    per problem, on the host (read without a device sync). Zero-padded embedding columns change nothing.
-    Computed in one exponential pass over the logits (``_ExpOnceInfoNCE``, 2.5x faster than ``log_softmax``
-    forward and backward at K=16, B=256), or where ``1/t`` is too large for that pass to stay in range
-    (float32, B = 256: ``t < 0.0124``) by the stable ``log_softmax`` form, which is also the tests' reference.
+    ``L = -1/(2B) sum_i [log softmax_j(s_ij / t)_i + log softmax_j(s_ji / t)_i]``, ``s_ij = cos(z1_i, z2_j)``. Each
+    anchor has B candidates, so identical constant embeddings give exactly ``log(B)``. Leading dimensions are
+    independent problems (a pack's configs); ``temperature`` is a number or one value per problem, on the host
+    (read without a device sync). Zero-padded embedding columns change nothing. Computed by ``_ExpOnceInfoNCE``
+    (one exponential pass over the logits, 2.5x faster forward and backward at K=16, B=256), or where ``1/t``
+    exceeds ``_fast_path_limit`` by the stable ``_log_softmax_info_nce``, which is also the tests' reference.
     """
     t = torch.as_tensor(temperature, dtype=torch.float64).flatten()
     if not bool(torch.isfinite(t).all() and (t > 0).all()):
@@ -52,35 +53,26 @@ def spectral(z1: Tensor, z2: Tensor) -> Tensor:
     return positive + off_diagonal
 
 
-_LOG2E = 1.0 / math.log(2.0)
-
-
 def _fast_path_limit(dtype: torch.dtype, batch: int) -> float:
-    """Largest ``1/t`` for which ``batched_info_nce`` may exponentiate the raw logits in ``dtype``: the logits
-    lie in [-1/t, 1/t], so every ``exp(logit)`` and every reciprocal of a row or column sum (at most
-    ``B exp(1/t)``) stays a normal float when ``1/t + log B <= -log(tiny) - 1`` (float32, B = 256: ``t >= 0.0124``).
+    """Largest ``1/t`` for which ``info_nce`` may exponentiate the raw logits in ``dtype``: the logits lie in
+    [-1/t, 1/t], so every ``exp(logit)`` and every reciprocal of a row or column sum (at most ``B exp(1/t)``)
+    stays a normal float when ``1/t + log B <= -log(tiny) - 1`` (float32, B = 256: ``t >= 0.0124``).
     """
     return -math.log(torch.finfo(dtype).tiny) - 1.0 - math.log(batch)
 
 
 class _ExpOnceInfoNCE(torch.autograd.Function):
-    """Per-config symmetric InfoNCE from ``u1 = normalize(z1) log2(e) / t`` and ``u2 = normalize(z2)``, (K, B, E).
+    """Per-config InfoNCE, (K, B, E) -> (K,), from ``u1 = normalize(z1) log2(e) / t`` and ``u2 = normalize(z2)``.
 
-    ``L2 = u1 @ u2^T`` are the logits in base 2 (``L2 = L log2 e`` with ``L = cos / t``), so ``E = exp2(L2) =
-    exp(L)`` is computed in place on the matmul's output: the one (K, B, B) tensor and the one pass of
-    exponentials (``exp2`` is the faster kernel on CPU). No shift and no max reduction: ``|L| <= 1/t`` keeps
-    ``E`` in range (``_fast_path_limit``; the symmetric bound admits about twice the ``1/t`` of the one-sided
-    shift ``L - 1/t``). With row and column sums ``r``, ``c``: ``loss = 0.5 mean_i (log r_i - L_ii) + 0.5
-    mean_i (log c_i - L_ii)``.
-
-    Backward, with ``a = g ln2 / (2B)`` per config: ``dLoss/dL2 = a (E_ij (1/r_i + 1/c_j) - 2 I)``, whose
-    products with the embeddings are taken without forming it (no (K, B, B) temporary, two matmuls; the
-    identity term goes to the (K, B, E) side): ``dU1 = a ((E u2) / r + E (u2 / c) - 2 u2)`` from one bmm of
-    ``E`` with ``[u2, u2 / c]``, ``dU2 = a (E^T (u1 / r) + (E^T u1) / c - 2 u1)`` from one bmm of
-    ``[u1 / r, u1]^T`` with ``E``. (Overwriting ``E`` with ``E (1/r_i + 1/c_j)`` halves the matmuls' columns
-    but needs a (K, B, B) outer sum: slower on one CPU thread beside other work, and forbids ``retain_graph``.)
-    First order only: a backward with ``create_graph=True`` raises rather than return gradients that would
-    silently be treated as constants.
+    ``L2 = u1 @ u2^T`` are the logits ``cos / t`` in base 2, so ``E = exp2(L2) = exp(cos / t)`` is computed in
+    place on the matmul's output: one (K, B, B) tensor, one pass of exponentials (``exp2``: the faster CPU
+    kernel) and no max shift, as ``|cos / t| <= 1/t`` keeps ``E`` in range (``_fast_path_limit``; twice the
+    ``1/t`` a one-sided shift admits). With row and column sums ``r``, ``c``: ``loss = 0.5 mean_i (log r_i +
+    log c_i) - mean_i L_ii``. Backward, with ``a = g ln2 / (2B)``, never forms ``dLoss/dL2 = a (E_ij (1/r_i +
+    1/c_j) - 2 I)``: ``dU1 = a ((E u2) / r + E (u2 / c) - 2 u2)`` is one bmm of ``E`` with ``[u2, u2 / c]``,
+    ``dU2 = a (E^T (u1 / r) + (E^T u1) / c - 2 u1)`` one of ``[u1 / r, u1]^T`` with ``E`` (scaling ``E`` in place
+    would halve the matmuls but needs a (K, B, B) outer sum: slower on a busy CPU, and no ``retain_graph``).
+    First order only: ``create_graph=True`` raises rather than return gradients silently treated as constants.
     """
 
     @staticmethod
@@ -110,7 +102,7 @@ class _ExpOnceInfoNCE(torch.autograd.Function):
 
 
 def _log_softmax_info_nce(u1: Tensor, u2: Tensor) -> Tensor:
-    """The stable form of ``_ExpOnceInfoNCE`` (max-shifted ``log_softmax``), same inputs, (K,)."""
+    """``_ExpOnceInfoNCE``'s reference, same inputs and output: the stable (max-shifted) ``log_softmax`` form."""
     logits = torch.bmm(u1, u2.transpose(1, 2)) * math.log(2.0)  # (K, B, B) cos / t
     rows = logits.log_softmax(2).diagonal(dim1=1, dim2=2)
     cols = logits.log_softmax(1).diagonal(dim1=1, dim2=2)

@@ -1,25 +1,20 @@
 """Batched, torch-native probes: many small logistic and least-squares fits solved at once on one device.
 
-Each of a pack's K configs has a cluster probe and 8 random-labelling probes: rather than K x 9 serial
-scikit-learn fits, every fit is one row of a batch and every solver step a few batched matrix products on
-the embeddings' device (products over samples in float32, sums over samples and solver vectors in float64).
+A pack's K configs each have a cluster probe and 8 random-labelling probes: every fit is one row of a batch, every
+solver step a few batched matrix products on the embeddings' device (float32 products over samples, float64 sums
+over samples and solver vectors).
 
-``logistic_probe`` minimises exactly scikit-learn's ``LogisticRegression(C=C)`` objective (lbfgs,
-binomial for two classes, multinomial otherwise, intercept unpenalised)::
-
-    sum_i CE(y_i, softmax(W z_i + b)) + 1/(2C) ||W||_F^2
-
-by batched L-BFGS (Nocedal & Wright 2006, algorithm 7.4, two-loop recursion with a history of 10,
-backtracking Armijo line search), every problem with its own history, step and stopping test. Binomial
-problems on up to ``NEWTON_MAX_FEATURES`` features (the random-labelling probes) are solved by batched
-Newton instead, one (F+1, F+1) Hessian per labelling, in a few tens of iterations where L-BFGS needs
-hundreds on nearly separable labellings. Both stop a problem when the largest entry of its mean-loss
-gradient is below ``tol`` (scikit-learn's lbfgs stops at 1e-4), when the line search finds no decrease
-within round-off, or after ``max_iter`` iterations. The objective is strictly convex, so both reach the
-same optimum: test accuracies agree with scikit-learn's up to test points within the solvers' tolerance
-of a decision boundary (tests/trainables/test_probes.py compares them on many problems).
-
-``least_squares`` is ``sklearn.linear_model.LinearRegression``, ``r2`` is ``sklearn.metrics.r2_score``.
+``logistic_probe`` minimises exactly scikit-learn's ``LogisticRegression(C=C)`` objective (lbfgs; binomial for two
+classes, multinomial otherwise; intercept unpenalised), ``sum_i CE(y_i, softmax(W z_i + b)) + 1/(2C) ||W||_F^2``,
+by batched L-BFGS (Nocedal & Wright 2006, algorithm 7.4: two-loop recursion, backtracking Armijo line search),
+each problem with its own history, step and stopping test. Binomial problems on up to ``NEWTON_MAX_FEATURES``
+features (the random-labelling probes) take batched Newton instead, one (F+1, F+1) Hessian per labelling: a few
+tens of iterations where L-BFGS needs hundreds on nearly separable labellings. Both stop a problem when the largest
+entry of its mean-loss gradient is below ``tol`` (scikit-learn's lbfgs: 1e-4), when the line search finds no
+decrease within round-off, or after ``max_iter`` iterations. The objective is strictly convex, so both reach the
+same optimum: test accuracies agree with scikit-learn's up to test points within the solvers' tolerance of a
+decision boundary (tests/trainables/test_probes.py). ``least_squares`` is ``sklearn.linear_model.LinearRegression``,
+``r2`` is ``sklearn.metrics.r2_score``.
 """
 
 from __future__ import annotations
@@ -31,8 +26,7 @@ from torch import Tensor
 
 __all__ = ["NEWTON_MAX_FEATURES", "binary_probes", "logistic_probe", "least_squares", "r2"]
 
-_HISTORY = 10
-_ARMIJO = 1e-4
+_HISTORY, _ARMIJO = 10, 1e-4  # L-BFGS: (s, y) pairs kept; Armijo's sufficient-decrease constant
 NEWTON_MAX_FEATURES = 64  # binomial probes on up to this many features: Newton, beyond: L-BFGS
 _BACKTRACKS = 20  # step halvings before a problem counts as converged (2^-20: within round-off)
 _WORK, _DTYPE = torch.float32, torch.float64  # products over samples; sums and solver vectors
@@ -42,10 +36,9 @@ def logistic_probe(z_fit: Tensor, y_fit: Tensor, z_test: Tensor, *, n_classes: i
                    max_iter: int = 500, tol: float = 1e-5) -> Tensor:
     """Fit P independent L2 logistic regressions and predict: (P, m_test) long labels.
 
-    ``z_fit``: (P, m, F), ``y_fit``: (P, m) long in ``[0, n_classes)``, ``z_test``: (P, m', F). As
-    scikit-learn, per problem: a binomial fit (one weight vector) when ``y_fit`` holds two classes, a
-    multinomial one over the classes it holds when more. A problem with fewer than two classes predicts
-    its one class (callers report NaN).
+    ``z_fit``: (P, m, F), ``y_fit``: (P, m) long in ``[0, n_classes)``, ``z_test``: (P, m', F). As scikit-learn,
+    per problem: a binomial fit (one weight vector) when ``y_fit`` holds two classes, a multinomial one over the
+    classes it holds when more. A problem with fewer than two classes predicts its one class (callers report NaN).
     """
     present = torch.zeros(len(y_fit), n_classes, dtype=torch.bool, device=y_fit.device).scatter_(1, y_fit, True)
     count = present.sum(1)
@@ -70,10 +63,9 @@ def binary_probes(z_fit: Tensor, bits_fit: Tensor, z_test: Tensor, *, c: float =
                   tol: float = 1e-5) -> Tensor:
     """O binomial probes per problem on the same features: (P, m, F), (P, m, O) 0/1, (P, m', F) -> (P, m', O) 0/1.
 
-    Each column is its own ``LogisticRegression(C=c)`` fit: by Newton up to ``NEWTON_MAX_FEATURES``
-    features (at most 100 iterations), beyond by L-BFGS over all of a problem's columns at once (the
-    objective is a sum over columns, so it reaches every column's optimum). A column with one class in
-    ``bits_fit`` predicts that class (callers report NaN).
+    Each column is its own ``LogisticRegression(C=c)`` fit: Newton's at most 100 iterations, or one L-BFGS over
+    all of a problem's columns (their objectives' sum, whose optimum is every column's). A column with one class
+    in ``bits_fit`` predicts that class (callers report NaN).
     """
     b = bits_fit.to(_WORK)
     free = b.amax(1) > b.amin(1)  # (P, O) both classes present
@@ -92,9 +84,9 @@ def _with_ones(z: Tensor) -> Tensor:
 def _line_search(f: Callable[[Tensor], tuple[Tensor, Tensor]], x: Tensor, d: Tensor, loss: Tensor, other: Tensor,
                  slope: Tensor, active: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Armijo backtracking along ``d`` from step 1 (at most ``_BACKTRACKS`` halvings), problem by problem.
-    ``f(x) -> (loss, other)``; ``x``, ``d``, ``other`` have a dimension 1 more than ``loss``, ``slope``,
-    ``active``. Returns the new ``x``, ``loss``, ``other`` and ``stalled``: the problems where no step
-    decreased the loss (their optimum is within round-off), which keep their old values."""
+    ``f(x) -> (loss, other)``; ``x``, ``d``, ``other`` have a dimension 1 more than ``loss``, ``slope``, ``active``.
+    Returns the new ``x``, ``loss``, ``other`` and ``stalled``: the problems where no step decreased the loss
+    (their optimum is within round-off), which keep their old values."""
     step = torch.ones_like(loss)
     for _ in range(_BACKTRACKS):
         x_new = x + step.unsqueeze(1) * d
@@ -109,10 +101,10 @@ def _line_search(f: Callable[[Tensor], tuple[Tensor, Tensor]], x: Tensor, d: Ten
 
 def _newton_binary(z_fit: Tensor, target: Tensor, z_test: Tensor, *, free: Tensor, c: float, max_iter: int,
                    tol: float) -> Tensor:
-    """Batched Newton for P x O binomial problems (the columns in ``free``; the others keep zero weights);
-    the fitted logits on ``z_test``: (P, m', O). Per column: gradient ``g = Z1^T (sigmoid(u) - y) / m +
-    lam [w; 0]``, Hessian ``H = Z1^T diag(s) Z1 / m + lam diag(1, .., 1, 0)`` with ``s = p (1 - p)``,
-    step ``-H^-1 g`` (Cholesky, float64; ``-g`` where that fails), then ``_line_search``."""
+    """Batched Newton for P x O binomial problems (the columns in ``free``; the others keep zero weights); the
+    fitted logits on ``z_test``: (P, m', O). Per column: gradient ``g = Z1^T (sigmoid(u) - y) / m + lam [w; 0]``,
+    Hessian ``H = Z1^T diag(s) Z1 / m + lam diag(1, .., 1, 0)`` with ``s = p (1 - p)``, step ``-H^-1 g``
+    (Cholesky, float64; ``-g`` where that fails), then ``_line_search``."""
     p, m, f = z_fit.shape
     z1 = _with_ones(z_fit)  # (P, m, F+1)
     lam = 1.0 / (c * m)
@@ -144,15 +136,15 @@ def _newton_binary(z_fit: Tensor, target: Tensor, z_test: Tensor, *, free: Tenso
     return torch.bmm(_with_ones(z_test), theta.to(_WORK))
 
 
-def _fit(z_fit: Tensor, target: Tensor, z_test: Tensor, *, binary: bool, free: Tensor | None, c: float,
-         max_iter: int, tol: float) -> Tensor:
+def _fit(z_fit: Tensor, target: Tensor, z_test: Tensor, *, binary: bool, free: Tensor, c: float, max_iter: int,
+         tol: float) -> Tensor:
     """Batched L-BFGS on the mean loss ``+ lam/2 ||W||^2``; the fitted logits on ``z_test``: (P, m', O).
-    ``target``: (P, m, O) float32, binomial bits (``binary``: O independent sigmoid outputs) or one-hot
-    classes (multinomial over O classes). ``free``: (P, O) the outputs to fit (the classes present in a
-    multinomial problem; the binomial columns holding both classes) or None for all; the others keep
-    zero weights (a multinomial's absent class is never predicted)."""
+    ``target``: (P, m, O) float32, binomial bits (``binary``: O independent sigmoid outputs) or one-hot classes
+    (multinomial over O classes). ``free``: (P, O) the outputs to fit (the classes present in a multinomial
+    problem; the binomial columns holding both classes); the others keep zero weights (a multinomial's absent
+    class is never predicted)."""
     p, m, f = z_fit.shape
-    free = None if free is None or bool(free.all()) else free  # None: fit every output
+    free = None if bool(free.all()) else free  # None: fit every output
     z1 = _with_ones(z_fit)  # (P, m, F+1)
     # -1e30 on an absent class's logit: its exp() is exactly 0, it is never predicted
     absent = None if free is None or binary else torch.where(free, 0.0, -1e30).to(_WORK)[:, None, :]
@@ -220,9 +212,9 @@ def _fit(z_fit: Tensor, target: Tensor, z_test: Tensor, *, binary: bool, free: T
 
 
 def least_squares(z_fit: Tensor, y_fit: Tensor, z_test: Tensor) -> Tensor:
-    """Ordinary least squares with an intercept per problem, predicted on ``z_test``: ``z_fit`` (P, m, F),
-    ``y_fit`` (P, m, k), ``z_test`` (P, m', F) -> (P, m', k). The minimum-norm solution (pseudo-inverse; LAPACK's
-    ``gelsd`` in scikit-learn): a zero or duplicated column changes no prediction."""
+    """Ordinary least squares with an intercept per problem, predicted on ``z_test``: ``z_fit`` (P, m, F), ``y_fit``
+    (P, m, k), ``z_test`` (P, m', F) -> (P, m', k). The minimum-norm solution (pseudo-inverse; LAPACK's ``gelsd``
+    in scikit-learn): a zero or duplicated column changes no prediction."""
     z_fit, y_fit, z_test = z_fit.to(_DTYPE), y_fit.to(_DTYPE), z_test.to(_DTYPE)
     z_mean, y_mean = z_fit.mean(1, keepdim=True), y_fit.mean(1, keepdim=True)
     coef = torch.linalg.pinv(z_fit - z_mean) @ (y_fit - y_mean)  # (P, F, k)
@@ -230,8 +222,8 @@ def least_squares(z_fit: Tensor, y_fit: Tensor, z_test: Tensor) -> Tensor:
 
 
 def r2(y_true: Tensor, y_pred: Tensor) -> Tensor:
-    """``r2_score(y_true, y_pred, multioutput="uniform_average")`` per problem: (P, m, k) -> (P,). As
-    scikit-learn: an output that is constant on the test set scores 1 if predicted exactly, else 0."""
+    """``r2_score(y_true, y_pred, multioutput="uniform_average")`` per problem: (P, m, k) -> (P,). As scikit-learn:
+    an output that is constant on the test set scores 1 if predicted exactly, else 0."""
     y_true, y_pred = y_true.to(_DTYPE), y_pred.to(_DTYPE)
     residual = (y_true - y_pred).pow(2).sum(1)  # (P, k)
     total = (y_true - y_true.mean(1, keepdim=True)).pow(2).sum(1)

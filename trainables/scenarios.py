@@ -1,10 +1,9 @@
 """Synthetic scenarios: data with known ground truth, each with its positive-pair sampler.
 
-A factory takes the scenario's config keys as keyword arguments and returns a :class:`Scenario`.
-``data_seed`` fixes its frozen parts (mixture means, mixing network g, label direction w); the
-``torch.Generator`` handed to ``pairs`` / ``heldout`` drives all sampling, so the same generator seed
-gives the same batch. Draws happen on the generator's device and the results are moved to the
-scenario's ``device``. DESIGN.md, "Precise sampling", says what every study means by each scenario.
+A factory takes the scenario's config keys as keyword arguments and returns a :class:`Scenario`. ``data_seed``
+fixes its frozen parts (mixture means, mixing network g, label direction w); the generator handed to ``pairs`` /
+``heldout`` drives all sampling, on its own device (results go to the scenario's ``device``). DESIGN.md,
+"Precise sampling", says what every study means by each scenario.
 """
 
 from __future__ import annotations
@@ -27,10 +26,10 @@ _F64 = torch.float64
 class Scenario:
     """A data distribution with a positive-pair sampler and its ground truth.
 
-    ``pairs(B, gen) -> (x, x_pos)``, a positive pair ``x_pos ~ p(x_pos | x)`` (cl-ica's notation), each
-    ``(B, input_dim)`` float32 on the scenario's device. ``heldout(n, gen) -> {"x": (n, input_dim),
-    ...per-sample truth}`` (``cluster``, ``label``, ``subcluster`` int64 ``(n,)``; ``latent``, ``content``,
-    ``style`` float32 ``(n, k)``). ``truth``: the static ground truth (``n_clusters``, ``fisher_basis``, ...).
+    ``pairs(B, gen) -> (x, x_pos)``, a positive pair ``x_pos ~ p(x_pos | x)`` (cl-ica's notation), each ``(B,
+    input_dim)`` float32 on the scenario's device. ``heldout(n, gen) -> {"x": (n, input_dim), ...per-sample truth}``
+    (``cluster``, ``label``, ``subcluster`` int64 ``(n,)``; ``latent``, ``content``, ``style`` float32 ``(n, k)``).
+    ``truth``: the static ground truth (``n_clusters``, ``fisher_basis``, ...).
     """
 
     name: str
@@ -40,15 +39,30 @@ class Scenario:
     truth: dict[str, Any]
 
 
+def _scenario(name: str, input_dim: int, truth: dict[str, Any], anchor: Callable[..., Tensor],
+              positive: Callable[..., Tensor], observe: Callable[..., Tensor], labels: Callable[..., dict]) -> Scenario:
+    """A Scenario from its parts: ``anchor(n, gen)`` draws n latents a, ``positive(a, gen)`` a positive latent
+    for each, ``observe(a, gen)`` their inputs x; ``labels(a)`` is a's heldout truth. Draws in order a, a', x, x'."""
+
+    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        a = anchor(batch_size, gen)
+        a_pos = positive(a, gen)
+        return observe(a, gen), observe(a_pos, gen)
+
+    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
+        a = anchor(n, gen)
+        return {"x": observe(a, gen), **labels(a)}
+
+    return Scenario(name, input_dim, pairs, heldout, truth)
+
+
 def _checked(scenario: Callable[..., Scenario]) -> Callable[..., Scenario]:
-    """Check each keyword argument against its type and range (``trainables.config.params_of``: the annotated
-    signature and ``KWARG_BOUNDS``); raises ``ConfigError`` (a ``ValueError``) naming it. Limits between
-    arguments (``n_invariant <= dim``) are each scenario's own."""
+    """Checks each keyword argument's type and range (``trainables.config.params_of``), raising ``ConfigError``
+    (a ``ValueError``) naming it; limits between arguments (``n_invariant <= dim``) are each scenario's own."""
 
     @functools.wraps(scenario)
     def checked(**kwargs: Any) -> Scenario:
-        from trainables.config import params_of
-
+        from trainables.config import params_of  # config imports this module
         params = params_of(checked)
         return scenario(**{k: params[k].check(k, v) if k in params else v for k, v in kwargs.items()})
 
@@ -85,13 +99,10 @@ def _simplex(k: int) -> Tensor:
     return (torch.eye(k, dtype=_F64) - 1.0 / k) @ (helmert / (j * (j + 1)).sqrt()) / math.sqrt(2.0)  # unit columns
 
 
-# --- frozen mixing network and von Mises-Fisher sampler (Zimmermann et al. 2021, cl-ica) -------------------
 @dataclass(frozen=True, eq=False)
 class InvertibleMLP:
-    """g(z) = W_L σ(W_{L-1} ... σ(W_1 z)), σ = leaky ReLU(0.2), no bias, no activation at the end.
-
-    ``weights``: square ``(n, n)`` matrices (``h -> h @ W.T``); ``inverse`` undoes g exactly; 0 layers = identity.
-    """
+    """g(z) = W_L σ(W_{L-1} ... σ(W_1 z)), σ = leaky ReLU(0.2), no bias, no activation at the end; ``weights``:
+    square ``(n, n)`` matrices (``h -> h @ W.T``); ``inverse`` undoes g exactly; 0 layers = identity."""
 
     weights: tuple[Tensor, ...]
     inverses: tuple[Tensor, ...] = field(repr=False)
@@ -109,8 +120,7 @@ class InvertibleMLP:
 
 @functools.lru_cache(maxsize=64)
 def _mixing_weights(n: int, n_layers: int, data_seed: int, pool: int, cond_ratio: float) -> tuple[Tensor, ...]:
-    """The accepted (n, n) float64 layers of ``invertible_mlp``; cached per data_seed (they cost a
-    vectorised pool of SVDs, ~0.1 s at n = 5)."""
+    """The accepted (n, n) float64 layers of ``invertible_mlp``, cached (a pool of SVDs costs ~0.1 s at n = 5)."""
     gen = _frozen_generator(data_seed)
 
     def draw(k: int) -> Tensor:  # (k, n, n): entries U(-1, 1), unit-norm columns
@@ -130,11 +140,10 @@ def invertible_mlp(n: int, n_layers: int, data_seed: int = 0, device: Device = "
                    pool: int = 25_000, cond_ratio: float = 0.0) -> InvertibleMLP:
     """cl-ica's ``construct_invertible_mlp`` (Zimmermann et al. 2021), drawn from ``data_seed``.
 
-    Each layer (entries U(-1, 1), unit-norm columns) is accepted only if its 2-norm condition number
-    is at most the ``cond_ratio`` quantile of a pool of ``pool`` such matrices; cl-ica's main_mlp.py
-    uses ``cond_thresh_ratio=0.0`` (the best of 25,000: about 1.4 at n = 5), von Kügelgen et al.
-    0.001. Vectorised: candidates are drawn ``pool`` at a time and the first acceptable ones kept,
-    not one by one (the random stream differs from the reference's, the distribution does not).
+    Each layer (entries U(-1, 1), unit-norm columns) is accepted only if its 2-norm condition number is at most the
+    ``cond_ratio`` quantile of a pool of ``pool`` such matrices; cl-ica's main_mlp.py uses ``cond_thresh_ratio=0.0``
+    (the best of 25,000: about 1.4 at n = 5), von Kügelgen et al. 0.001. Candidates are drawn ``pool`` at a time,
+    the first acceptable ones kept (another random stream than the reference's one-by-one draws, the same law).
     """
     weights = _mixing_weights(n, n_layers, data_seed, pool, cond_ratio)
     to = dict(device=torch.device(device), dtype=torch.float32)
@@ -144,10 +153,10 @@ def invertible_mlp(n: int, n_layers: int, data_seed: int = 0, device: Device = "
 def sample_vmf(mu: Tensor, kappa: float, gen: torch.Generator, max_rounds: int = 1000) -> Tensor:
     """Exact draws z' ~ vMF(mu, kappa) on S^(d-1), one per row of ``mu`` (n, d) unit vectors.
 
-    Wood (1994): the cosine w = <z', mu> is drawn by rejection from a Beta((d-1)/2, (d-1)/2) proposal (the
-    Beta variate as a ratio of two chi^2_(d-1) sums, so that only ``gen`` is used), the tangent direction
-    uniformly on the sphere orthogonal to mu. Computed in float64 on ``gen.device``; returns (n, d)
-    float64. E<z', mu> = I_{d/2}(kappa) / I_{d/2-1}(kappa).
+    Wood (1994): the cosine w = <z', mu> is drawn by rejection from a Beta((d-1)/2, (d-1)/2) proposal (the Beta
+    variate as a ratio of two chi^2_(d-1) sums, so that only ``gen`` is used), the tangent direction uniformly on
+    the sphere orthogonal to mu. Computed in float64 on ``gen.device``; returns (n, d) float64. E<z', mu> =
+    I_{d/2}(kappa) / I_{d/2-1}(kappa).
     """
     n, d = mu.shape
     m = d - 1
@@ -174,23 +183,17 @@ def sample_vmf(mu: Tensor, kappa: float, gen: torch.Generator, max_rounds: int =
     return w[:, None] * mu + torch.sqrt(1 - w**2)[:, None] * tangent
 
 
-def _uniform_sphere(gen: torch.Generator, n: int, d: int) -> Tensor:  # (n, d) float64
-    z = _randn(gen, n, d, dtype=_F64)
-    return z / z.norm(dim=1, keepdim=True)
-
-
 # --- scenarios ---------------------------------------------------------------------------------------------
 @_checked
 def hypercube(*, dim: int = 16, n_invariant: int = 3, aug_noise: float = 0.1, spurious: str = "redraw",
               data_seed: int = 0, device: Device = "cpu") -> Scenario:
     """Hypercube with invariant and spurious bits (HaoChen & Ma 2022; Saunshi et al. 2022).
 
-    b ~ U{±1}^dim, x = b + aug_noise·ε, ε ~ N(0, I): (B, dim). The positive keeps b's first ``n_invariant``
-    = s bits and, on the other dim - s, either re-draws them uniformly (``spurious="redraw"``, HaoChen & Ma)
-    or multiplies each by its own τ ~ U(0, 1] (``spurious="scale"``, Saunshi et al.'s disjoint
-    augmentation); it adds its own noise ε'. Heldout truth: ``cluster`` = sum_j [b_j > 0] 2^j over the
-    invariant bits, in [0, 2^s); ``label`` = [w · b_inv > 0] with w ~ N(0, I_s) fixed by ``data_seed``
-    (ties have probability 0); ``bits`` = b (n, dim).
+    b ~ U{±1}^dim, x = b + aug_noise·ε, ε ~ N(0, I); the positive b' keeps the first s = ``n_invariant`` bits
+    and re-draws the other dim - s (``spurious="redraw"``, HaoChen & Ma) or multiplies each by its own τ ~ U(0, 1]
+    (``"scale"``, Saunshi et al.'s disjoint augmentation); x' = b' + aug_noise·ε'. Heldout truth: ``cluster`` =
+    sum_j [b_j > 0] 2^j over the invariant bits, in [0, 2^s); ``label`` = [w · b_inv > 0] with w ~ N(0, I_s)
+    fixed by ``data_seed`` (ties have probability 0); ``bits`` = b (n, dim).
     """
     s = n_invariant
     if s > dim:
@@ -200,46 +203,38 @@ def hypercube(*, dim: int = 16, n_invariant: int = 3, aug_noise: float = 0.1, sp
     def bits(n: int, width: int, gen: torch.Generator) -> Tensor:  # (n, width) in {±1}
         return _randint(gen, 0, 2, n, width).float() * 2 - 1
 
-    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        b = bits(batch_size, dim, gen)  # (B, dim)
-        redraw = spurious == "redraw"  # else scale by τ in (0, 1]
-        spu = bits(batch_size, dim - s, gen) if redraw else b[:, s:] * (1 - _rand(gen, batch_size, dim - s))
-        b_pos = torch.cat([b[:, :s], spu], dim=1)
-        x = b + aug_noise * _randn(gen, batch_size, dim)
-        x_pos = b_pos + aug_noise * _randn(gen, batch_size, dim)
-        return x.to(device), x_pos.to(device)
+    def positive(b: Tensor, gen: torch.Generator) -> Tensor:
+        spu = bits(len(b), dim - s, gen) if spurious == "redraw" else b[:, s:] * (1 - _rand(gen, len(b), dim - s))
+        return torch.cat([b[:, :s], spu], dim=1)
 
-    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
-        b = bits(n, dim, gen)
-        x = b + aug_noise * _randn(gen, n, dim)
+    def labels(b: Tensor) -> dict[str, Tensor]:
         inv = b[:, :s]  # (n, s)
         cluster = ((inv > 0).long() * 2 ** torch.arange(s, device=inv.device)).sum(1)
         label = (inv.double() @ w.to(inv.device) > 0).long()
-        return {k: v.to(device) for k, v in {"x": x, "cluster": cluster, "label": label, "bits": b}.items()}
+        return {k: v.to(device) for k, v in {"cluster": cluster, "label": label, "bits": b}.items()}
 
     truth = {"n_clusters": 2**s, "n_invariant": s, "label_direction": w.to(device)}
-    return Scenario("hypercube", dim, pairs, heldout, truth)
+    return _scenario("hypercube", dim, truth, lambda n, gen: bits(n, dim, gen), positive,
+                     lambda b, gen: (b + aug_noise * _randn(gen, len(b), dim)).to(device), labels)
 
 
 @_checked
 def gmm(*, dim: int = 16, n_clusters: int = 4, separation: float = 4.0, nuisance_std: float = 3.0,
-        aug_noise: float = 0.1, cov_tilt: float = 0.0, data_seed: int = 0,
-        device: Device = "cpu") -> Scenario:
+        aug_noise: float = 0.1, cov_tilt: float = 0.0, data_seed: int = 0, device: Device = "cpu") -> Scenario:
     """Gaussian mixture with a shared anisotropic covariance (Bansal, Kavis & Sanghavi 2024).
 
-    K = ``n_clusters`` equally likely components; means μ_k at the vertices of a centred regular simplex
-    with pairwise distance ``separation``, rotated into a random (K-1)-dim subspace U of R^dim. Shared
-    covariance Σ: std 1 on U, ``nuisance_std`` on its orthogonal complement, so x = μ_c + Σ^{1/2} ε:
-    (B, dim). At cov_tilt = 0 the mixture has variance 1 + separation²/(2K) along U, so PCA picks nuisance
-    directions once nuisance_std² exceeds that, while the Fisher subspace span{Σ^-1(μ_k - μ̄)} stays U.
-    The positive is an independent draw from the anchor's component with probability 1 - aug_noise, else
-    from a uniformly drawn component.
+    K = ``n_clusters`` equally likely components; means μ_k at the vertices of a centred regular simplex with
+    pairwise distance ``separation``, rotated into a random (K-1)-dim subspace U of R^dim. Shared covariance Σ:
+    std 1 on U, ``nuisance_std`` on its orthogonal complement; x = μ_c + Σ^{1/2} ε. At cov_tilt = 0 the mixture
+    has variance 1 + separation²/(2K) along U, so PCA picks nuisance directions once nuisance_std² exceeds that,
+    while the Fisher subspace span{Σ^-1(μ_k - μ̄)} stays U. The positive is a fresh draw from the anchor's
+    component with probability 1 - aug_noise, else from a uniformly drawn component.
 
-    ``cov_tilt`` (radians, default 0 = DESIGN.md's model) rotates Σ's unit-variance directions by that
-    angle towards nuisance directions (U_j, N_j plane by plane, for the first min(K-1, dim-K+1) pairs), so
-    that the Fisher subspace differs from the mean subspace. Truth: ``fisher_basis`` and ``pca_basis``
-    (dim, K-1) orthonormal, ``mean_basis`` U, ``means`` (K, dim), ``covariance`` (dim, dim),
-    ``pca_eigenvalues`` (dim,) descending (under ties ``pca_basis`` is one choice of PCA subspace).
+    ``cov_tilt`` (radians, default 0 = DESIGN.md's model) rotates Σ's unit-variance directions by that angle
+    towards nuisance directions (U_j, N_j plane by plane, for the first min(K-1, dim-K+1) pairs), so that the
+    Fisher subspace differs from the mean subspace. Truth: ``fisher_basis`` and ``pca_basis`` (dim, K-1)
+    orthonormal, ``mean_basis`` U, ``means`` (K, dim), ``covariance`` (dim, dim), ``pca_eigenvalues`` (dim,)
+    descending (under ties ``pca_basis`` is one choice of PCA subspace).
     """
     k = n_clusters
     if k - 1 > dim:
@@ -253,35 +248,25 @@ def gmm(*, dim: int = 16, n_clusters: int = 4, separation: float = 4.0, nuisance
     u, v = frame[:, :n_rot], frame[:, k - 1 : k - 1 + n_rot]
     eig[:, :n_rot] = math.cos(cov_tilt) * u + math.sin(cov_tilt) * v
     eig[:, k - 1 : k - 1 + n_rot] = -math.sin(cov_tilt) * u + math.cos(cov_tilt) * v
-    stds = torch.ones(dim, dtype=_F64)
-    stds[k - 1 :] = nuisance_std
+    stds = torch.tensor([1.0] * (k - 1) + [nuisance_std] * (dim - k + 1), dtype=_F64)
     cov = eig @ torch.diag(stds**2) @ eig.T  # (D, D)
     centred = means - means.mean(0)  # (K, D)
     fisher_dirs = torch.linalg.solve(cov, centred.T)  # (D, K) Σ^-1 (μ_k - μ̄)
     fisher_basis = torch.linalg.svd(fisher_dirs, full_matrices=False).U[:, : k - 1]
     evals, evecs = torch.linalg.eigh(cov + centred.T @ centred / k)  # the mixture's covariance, ascending
-
+    truth = dict(fisher_basis=fisher_basis, pca_basis=evecs.flip(1)[:, : k - 1], pca_eigenvalues=evals.flip(0),
+                 mean_basis=mean_basis, means=means, covariance=cov)
     to = dict(device=device, dtype=torch.float32)
     means_d, eig_d, stds_d = means.to(**to), eig.to(**to), stds.to(**to)
 
-    def draw(component: Tensor, gen: torch.Generator) -> Tensor:  # (n,) -> (n, D)
-        eps = _randn(gen, component.shape[0], dim).to(device)
-        return means_d[component.to(device)] + (eps * stds_d) @ eig_d.T
+    def positive(c: Tensor, gen: torch.Generator) -> Tensor:  # components (n,) int64
+        same = _rand(gen, len(c)) < 1 - aug_noise
+        return torch.where(same, c, _randint(gen, 0, k, len(c)))
 
-    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        c = _randint(gen, 0, k, batch_size)
-        same = _rand(gen, batch_size) < 1 - aug_noise
-        c_pos = torch.where(same, c, _randint(gen, 0, k, batch_size))
-        return draw(c, gen), draw(c_pos, gen)
-
-    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
-        c = _randint(gen, 0, k, n)
-        c_d = c.to(device)
-        return {"x": draw(c, gen), "cluster": c_d, "label": c_d.clone()}
-
-    truth = dict(fisher_basis=fisher_basis, pca_basis=evecs.flip(1)[:, : k - 1], pca_eigenvalues=evals.flip(0),
-                 mean_basis=mean_basis, means=means, covariance=cov)
-    return Scenario("gmm", dim, pairs, heldout, {"n_clusters": k, **{key: t.to(**to) for key, t in truth.items()}})
+    return _scenario("gmm", dim, {"n_clusters": k, **{key: t.to(**to) for key, t in truth.items()}},
+                     lambda n, gen: _randint(gen, 0, k, n), positive,
+                     lambda c, gen: means_d[c.to(device)] + (_randn(gen, len(c), dim).to(device) * stds_d) @ eig_d.T,
+                     lambda c: {"cluster": c.to(device), "label": c.to(device).clone()})
 
 
 @_checked
@@ -289,45 +274,39 @@ def sphere_mixing(*, latent_dim: int = 5, kappa: float = 10.0, mixing_layers: in
                   device: Device = "cpu") -> Scenario:
     """Latents on the sphere seen through an invertible MLP (Zimmermann et al. 2021, cl-ica).
 
-    z ~ U(S^(latent_dim-1)), positive z' ~ vMF(z, kappa) (exact, :func:`sample_vmf`); x = g(z), x' = g(z'):
-    (B, latent_dim), g a frozen ``mixing_layers``-layer leaky-ReLU MLP (:func:`invertible_mlp`, drawn from
-    ``data_seed``; 0 layers = identity). Heldout truth: ``latent`` = z (n, latent_dim). Static truth:
-    ``mixing`` = g (with ``g.inverse``).
+    z ~ U(S^(latent_dim-1)), positive z' ~ vMF(z, kappa) (exact, :func:`sample_vmf`); x = g(z), x' = g(z'), g a
+    frozen ``mixing_layers``-layer leaky-ReLU MLP (:func:`invertible_mlp`, drawn from ``data_seed``; 0 layers =
+    identity). Heldout truth: ``latent`` = z (n, latent_dim). Static truth: ``mixing`` = g (with ``g.inverse``).
     """
-    d = latent_dim
-    g = invertible_mlp(d, mixing_layers, data_seed, device)
+    g = invertible_mlp(latent_dim, mixing_layers, data_seed, device)
 
-    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        z = _uniform_sphere(gen, batch_size, d)
-        z_pos = sample_vmf(z, kappa, gen)
-        return g(z.float().to(device)), g(z_pos.float().to(device))
+    def anchor(n: int, gen: torch.Generator) -> Tensor:  # (n, latent_dim) float64, uniform on the sphere
+        z = _randn(gen, n, latent_dim, dtype=_F64)
+        return z / z.norm(dim=1, keepdim=True)
 
-    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
-        z = _uniform_sphere(gen, n, d).float().to(device)
-        return {"x": g(z), "latent": z}
-
-    return Scenario("sphere_mixing", d, pairs, heldout, {"mixing": g, "latent_dim": d})
+    return _scenario("sphere_mixing", latent_dim, {"mixing": g, "latent_dim": latent_dim}, anchor,
+                     lambda z, gen: sample_vmf(z, kappa, gen), lambda z, gen: g(z.float().to(device)),
+                     lambda z: {"latent": z.float().to(device)})
 
 
 @_checked
 def content_style(*, content_dim: int = 5, style_dim: int = 5, aug_noise: float = 1.0,
                   style_change_prob: float = 0.75, dependence: bool = True, mixing_layers: int = 3,
                   data_seed: int = 0, device: Device = "cpu") -> Scenario:
-    """Content and style latents behind an invertible MLP (von Kügelgen et al. 2021, their numerical
-    experiment: ssl_identifiability's ``--style-change-prob 0.75 --statistical-dependence
-    --content-dependent-style``; the setting Bizeul et al. 2024 discuss).
+    """Content and style latents behind an invertible MLP (von Kügelgen et al. 2021's numerical experiment:
+    ssl_identifiability's ``--style-change-prob 0.75 --statistical-dependence --content-dependent-style``; the
+    setting Bizeul et al. 2024 discuss).
 
     z = (c, s): c ~ N(0, Σ_c), s = s0 + B c + a with s0 ~ N(0, Σ_s) (style depends on content); with
-    ``dependence`` Σ_c, Σ_s and the change covariance Σ_a are Wishart(df = dim, I) draws and B, a standard
-    normal, all frozen by ``data_seed``; without it Σ = I and B = a = 0. The positive keeps c exactly and
-    changes each style dimension with probability ``style_change_prob``: s' = s + m ⊙ aug_noise·ε,
-    m_j ~ Bernoulli(style_change_prob), ε ~ N(0, Σ_a). x = g(z), x' = g(c, s'): (B, content_dim +
-    style_dim), g the frozen ``mixing_layers``-layer MLP of :func:`invertible_mlp` with the reference's
-    rule (0.1% quantile of 25,000). Differs from the reference on purpose: the content block is drawn from
-    Σ_c (the reference's sampler reads Σ_s for both blocks, a late-binding slip), and ``aug_noise`` scales
-    the change (the reference's ε has unit scale: aug_noise = 1). Heldout truth: ``latent`` = (c, s)
-    (n, content_dim + style_dim), ``content`` (n, content_dim), ``style`` (n, style_dim). Static truth:
-    ``mixing`` = g.
+    ``dependence`` Σ_c, Σ_s and the change covariance Σ_a are Wishart(df = dim, I) draws and B, a standard normal,
+    all frozen by ``data_seed``; without it Σ = I and B = a = 0. The positive keeps c exactly and changes each
+    style dimension with probability ``style_change_prob``: s' = s + m ⊙ aug_noise·ε, m_j ~
+    Bernoulli(style_change_prob), ε ~ N(0, Σ_a). x = g(z), x' = g(c, s'), g the frozen ``mixing_layers``-layer
+    :func:`invertible_mlp` with the reference's rule (0.1% quantile of 25,000). Differs from the reference on
+    purpose: the content block is drawn from Σ_c (the reference's sampler reads Σ_s for both blocks, a
+    late-binding slip), and ``aug_noise`` scales the change (the reference's ε has unit scale: aug_noise = 1).
+    Heldout truth: ``latent`` = (c, s) (n, content_dim + style_dim), ``content`` (n, content_dim), ``style``
+    (n, style_dim). Static truth: ``mixing`` = g.
     """
     n_c, n_s = content_dim, style_dim
     frozen = _frozen_generator(data_seed)
@@ -341,24 +320,19 @@ def content_style(*, content_dim: int = 5, style_dim: int = 5, aug_noise: float 
     chol_c, chol_s, chol_a, b_mat, offset = (t.to(device) for t in (chol_c, chol_s, chol_a, b_mat, offset))
     g = invertible_mlp(n_c + n_s, mixing_layers, data_seed, device, cond_ratio=0.001)
 
-    def latents(n: int, gen: torch.Generator) -> Tensor:  # (n, c + s) float64
+    def anchor(n: int, gen: torch.Generator) -> Tensor:  # (n, c + s) float64
         c = _randn(gen, n, n_c, dtype=_F64).to(device) @ chol_c.T
         s = _randn(gen, n, n_s, dtype=_F64).to(device) @ chol_s.T + c @ b_mat.T + offset
         return torch.cat([c, s], dim=1)
 
-    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        z = latents(batch_size, gen)
-        change = (_rand(gen, batch_size, n_s, dtype=_F64) < style_change_prob).to(device)
-        eps = _randn(gen, batch_size, n_s, dtype=_F64).to(device) @ chol_a.T
-        z_pos = torch.cat([z[:, :n_c], z[:, n_c:] + change * aug_noise * eps], dim=1)
-        return g(z.float()), g(z_pos.float())
-
-    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
-        z = latents(n, gen).float()
-        return {"x": g(z), "latent": z, "content": z[:, :n_c].clone(), "style": z[:, n_c:].clone()}
+    def positive(z: Tensor, gen: torch.Generator) -> Tensor:
+        change = (_rand(gen, len(z), n_s, dtype=_F64) < style_change_prob).to(device)
+        eps = _randn(gen, len(z), n_s, dtype=_F64).to(device) @ chol_a.T
+        return torch.cat([z[:, :n_c], z[:, n_c:] + change * aug_noise * eps], dim=1)
 
     truth = {"mixing": g, "content_dim": n_c, "style_dim": n_s}
-    return Scenario("content_style", n_c + n_s, pairs, heldout, truth)
+    return _scenario("content_style", n_c + n_s, truth, anchor, positive, lambda z, gen: g(z.float()),
+                     lambda z: {"latent": z.float(), "content": z[:, :n_c].float(), "style": z[:, n_c:].float()})
 
 
 @_checked
@@ -368,15 +342,15 @@ def nested_clusters(*, dim: int = 16, n_groups: int = 4, n_sub: int = 4, group_s
     """Groups of close sub-clusters (HaoChen & Ma 2022, the Lipschitz example).
 
     r = ``n_groups`` group centres at the vertices of a centred regular simplex with pairwise distance
-    ``group_separation`` in a random subspace; each group holds ``n_sub`` sub-cluster centres, a simplex
-    with pairwise distance ``sub_separation`` in its own random subspace around the group centre
-    (r0 = n_groups·n_sub sub-clusters). x = centre + cluster_std·ε: (B, dim), sub-cluster uniform. The
-    positive is a fresh draw from the anchor's sub-cluster with probability 1 - aug_noise, else from a
-    different sub-cluster of the same group, drawn uniformly (n_sub = 1: the same one). aug_noise = 0
-    (default) is HaoChen & Ma's setting: each sub-cluster is its own component of the augmentation graph,
-    yet sub-clusters of a group are close, so a smooth encoder sees about r clusters. Heldout truth:
-    ``cluster`` = ``label`` = group in [0, n_groups), ``subcluster`` in [0, r0) with group = subcluster //
-    n_sub. Static truth: ``group_centres`` (r, dim), ``subcluster_centres`` (r0, dim).
+    ``group_separation`` in a random subspace; each group holds ``n_sub`` sub-cluster centres, a simplex with
+    pairwise distance ``sub_separation`` in its own random subspace around the group centre (r0 = n_groups·n_sub
+    sub-clusters). x = centre + cluster_std·ε, sub-cluster uniform. The positive is a fresh draw from the
+    anchor's sub-cluster with probability 1 - aug_noise, else from a different sub-cluster of the same group,
+    drawn uniformly (n_sub = 1: the same one). aug_noise = 0 (default) is HaoChen & Ma's setting: each
+    sub-cluster is its own component of the augmentation graph, yet sub-clusters of a group are close, so a
+    smooth encoder sees about r clusters. Heldout truth: ``cluster`` = ``label`` = group in [0, n_groups),
+    ``subcluster`` in [0, r0) (group = subcluster // n_sub). Static truth: ``group_centres`` (r, dim),
+    ``subcluster_centres`` (r0, dim).
     """
     r = n_groups
     if r - 1 > dim or n_sub - 1 > dim:
@@ -389,27 +363,23 @@ def nested_clusters(*, dim: int = 16, n_groups: int = 4, n_sub: int = 4, group_s
     centres = (groups[:, None, :] + offsets).reshape(r * n_sub, dim)  # (r0, D), id = group * n_sub + sub
     centres_d = centres.to(device=device, dtype=torch.float32)
 
-    def draw(sub: Tensor, gen: torch.Generator) -> Tensor:  # (n,) -> (n, D)
-        return centres_d[sub.to(device)] + cluster_std * _randn(gen, sub.shape[0], dim).to(device)
-
-    def pairs(batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        sub = _randint(gen, 0, r * n_sub, batch_size)
-        sub_pos = sub
-        if n_sub > 1:
-            same = _rand(gen, batch_size) < 1 - aug_noise
-            other = sub // n_sub * n_sub + (sub % n_sub + _randint(gen, 1, n_sub, batch_size)) % n_sub
-            sub_pos = torch.where(same, sub, other)
-        return draw(sub, gen), draw(sub_pos, gen)
-
-    def heldout(n: int, gen: torch.Generator) -> dict[str, Tensor]:
-        sub = _randint(gen, 0, r * n_sub, n)
-        group = (sub // n_sub).to(device)
-        return {"x": draw(sub, gen), "cluster": group, "label": group.clone(), "subcluster": sub.to(device)}
-
     truth = {"n_clusters": r, "n_subclusters": r * n_sub,
              "group_centres": groups.to(device=device, dtype=torch.float32), "subcluster_centres": centres_d}
-    return Scenario("nested_clusters", dim, pairs, heldout, truth)
 
+    def positive(sub: Tensor, gen: torch.Generator) -> Tensor:  # sub-cluster ids (n,) int64
+        if n_sub == 1:
+            return sub
+        same = _rand(gen, len(sub)) < 1 - aug_noise
+        other = sub // n_sub * n_sub + (sub % n_sub + _randint(gen, 1, n_sub, len(sub))) % n_sub
+        return torch.where(same, sub, other)
+
+    def labels(sub: Tensor) -> dict[str, Tensor]:
+        group = (sub // n_sub).to(device)
+        return {"cluster": group, "label": group.clone(), "subcluster": sub.to(device)}
+
+    return _scenario("nested_clusters", dim, truth, lambda n, gen: _randint(gen, 0, r * n_sub, n), positive,
+                     lambda sub, gen: centres_d[sub.to(device)] + cluster_std * _randn(gen, len(sub), dim).to(device),
+                     labels)
 
 SCENARIOS: dict[str, Callable[..., Scenario]] = {
     f.__name__: f for f in (hypercube, gmm, sphere_mixing, content_style, nested_clusters)}

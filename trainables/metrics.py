@@ -230,7 +230,9 @@ def evaluate_many(z: Tensor, heldouts: Sequence[dict[str, Tensor]], truths: Sequ
         fisher = torch.stack([torch.as_tensor(t["fisher_basis"]) for t in truths]).to(device, torch.float64)
         q_f, _ = torch.linalg.qr(fisher)  # (K, D, q)
         x = torch.stack([h["x"] for h in heldouts]).to(device, torch.float64)
-        w = torch.linalg.lstsq(x - x.mean(1, keepdim=True), centred).solution  # (K, D, E)
+        # gelsd (SVD) on CPU: the default gelsy differs in the last bits from call to call on the same input
+        driver = "gelsd" if device.type == "cpu" else None
+        w = torch.linalg.lstsq(x - x.mean(1, keepdim=True), centred, driver=driver).solution  # (K, D, E)
         u = torch.linalg.svd(w, full_matrices=False).U  # (K, D, min(D, E))
         q = fisher.shape[2]
         kept = torch.arange(u.shape[2], device=device)[None, :] < dims_t.clamp(max=q)[:, None]  # min(q, D, e_k)

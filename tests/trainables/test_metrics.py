@@ -435,3 +435,17 @@ def test_evaluate_many_is_each_embedding_evaluated_alone() -> None:
         for key, value in alone.items():
             assert many[i][key] == pytest.approx(value, rel=1e-6, abs=2 / 512), (i, key)
     assert many[0]["subspace_overlap"] < many[2]["subspace_overlap"]  # 1 of K-1 = 4 directions at most
+
+
+def test_evaluate_of_a_gmm_is_bitwise_the_same_every_call() -> None:
+    """The subspace overlap's least-squares fit must not vary in its last bits between calls (LAPACK's gelsy,
+    torch's default CPU driver, does: the same study would record different numbers on a rerun)."""
+    from trainables.scenarios import gmm
+
+    scenario = gmm(dim=16, n_clusters=4, cov_tilt=0.3)
+    heldout = scenario.heldout(1024, torch.Generator().manual_seed(3))
+    z = heldout["x"] @ torch.randn(16, 8, generator=torch.Generator().manual_seed(4))
+    first = evaluate(z, heldout, scenario.truth, seed=1, n_labellings=2)
+    assert math.isfinite(first["subspace_overlap"])
+    for _ in range(10):
+        assert evaluate(z, heldout, scenario.truth, seed=1, n_labellings=2) == first

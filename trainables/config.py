@@ -10,6 +10,7 @@ under a shared ``width``; a key that feeds nothing at all is an error. Each key'
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect
@@ -103,11 +104,9 @@ class Param:
         if self.type is str and isinstance(value, bool):
             hint = " (YAML reads yes/no/on/off/true/false as booleans: quote it)"
         elif self.type in (int, float) and isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):  # a number written as a string: say so
                 float(value)
                 hint = " (a string, not a number: write it without quotes, e.g. 0.001 or 1.0e-3)"
-            except ValueError:
-                pass
         raise ConfigError(f"{key} must be {self.bounds.describe(self.type)}{why}, got {value!r}{hint}", key)
 
 

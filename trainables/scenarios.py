@@ -381,5 +381,6 @@ def nested_clusters(*, dim: int = 16, n_groups: int = 4, n_sub: int = 4, group_s
                      lambda sub, gen: centres_d[sub.to(device)] + cluster_std * _randn(gen, len(sub), dim).to(device),
                      labels)
 
+
 SCENARIOS: dict[str, Callable[..., Scenario]] = {
     f.__name__: f for f in (hypercube, gmm, sphere_mixing, content_style, nested_clusters)}
